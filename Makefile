@@ -1,0 +1,28 @@
+# streamrec — see README.md. Every target works on a fresh machine with Go.
+GO      ?= go
+PKGS    ?= ./...
+BENCH   ?= .
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: run test bench lint fuzz build results
+
+run: ## the embedded default: broker, in-memory store, learner, demo data, HTTP on :8080
+	$(GO) run ./cmd/streamrec run
+
+build:
+	$(GO) build -o bin/streamrec ./cmd/streamrec
+
+test: ## vet, then every test with the race detector (real redis-server and kcat)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+bench: ## benchmarks (not timed tests); see README "Performance"
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -timeout 30m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+fuzz: ## run each decoder fuzz target for FUZZTIME (default 60s)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-60s} .
