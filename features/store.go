@@ -111,6 +111,9 @@ type Store interface {
 	PutUserVectors(ctx context.Context, version int64, vectors map[string][]float32) error
 	// User returns a user's features; ok is false for an unknown user.
 	User(ctx context.Context, id string) (u User, ok bool, err error)
+	// UserSeen returns a user's features and whole seen-set in one round
+	// trip (the serving hot path); ok is false for an unknown user.
+	UserSeen(ctx context.Context, id string) (u User, seen []string, ok bool, err error)
 	// Seen reports whether the user has interacted with each of items.
 	Seen(ctx context.Context, user string, items []string) ([]bool, error)
 	// Item returns an item's features; ok is false for an unknown item.
