@@ -1,0 +1,451 @@
+package learner
+
+import (
+	"math"
+
+	"github.com/streamrec/streamrec/features"
+	"gonum.org/v1/gonum/floats"
+)
+
+// rkIndex maps string ids to dense rows in first-seen order.
+type rkIndex struct {
+	ids []string
+	m   map[string]int32
+}
+
+func newRKIndex() rkIndex { return rkIndex{m: make(map[string]int32)} }
+
+func (x *rkIndex) len() int { return len(x.ids) }
+
+func (x *rkIndex) get(id string) (int32, bool) {
+	i, ok := x.m[id]
+	return i, ok
+}
+
+// lookup returns id's row or -1.
+func (x *rkIndex) lookup(id string) int32 {
+	if i, ok := x.m[id]; ok {
+		return i
+	}
+	return -1
+}
+
+func (x *rkIndex) add(id string) int32 {
+	i := int32(len(x.ids))
+	x.ids = append(x.ids, id)
+	x.m[id] = i
+	return i
+}
+
+// rkTable holds one row of parameters per entity with per-coordinate
+// AdaGrad accumulators.
+type rkTable struct {
+	width int
+	data  []float64
+	acc   []float64
+}
+
+func (t *rkTable) grow() {
+	for k := 0; k < t.width; k++ {
+		t.data = append(t.data, 0)
+		t.acc = append(t.acc, 0)
+	}
+}
+
+func (t *rkTable) rows() int { return len(t.data) / t.width }
+
+func (t *rkTable) row(i int32) []float64 {
+	return t.data[int(i)*t.width : int(i+1)*t.width]
+}
+
+const rkAdagradEps = 1e-6
+
+// adagrad applies one AdaGrad step with gradient g (plus L2) to row i.
+func (t *rkTable) adagrad(i int32, g []float64, lr, l2 float64) {
+	w := t.data[int(i)*t.width : int(i+1)*t.width]
+	a := t.acc[int(i)*t.width : int(i+1)*t.width]
+	_ = g[len(w)-1]
+	_ = a[len(w)-1]
+	for j := range w {
+		gj := g[j] + l2*w[j]
+		if gj == 0 {
+			continue
+		}
+		a[j] += gj * gj
+		w[j] -= lr * gj / math.Sqrt(a[j]+rkAdagradEps)
+	}
+}
+
+// rkItemState is what the ranker remembers of an item for serving.
+type rkItemState struct {
+	c     features.Counters
+	pop   float64 // decayed popularity as of popTS
+	popTS int64
+	cats  []int32
+}
+
+// Dense feature layout (see Scorer.dense).
+const (
+	rkNumDense = 22
+	rkNumVecs  = 4 // p_u, q_i, h_u, z
+	rkNumPairs = rkNumVecs * (rkNumVecs - 1) / 2
+)
+
+// Scorer holds the buffers of one forward (and backward) pass. The Ranker
+// owns one for Predict, Learn and ScoreItems; NewScorer makes more for
+// concurrent read-only scoring of a Ranker that is not learning meanwhile.
+type Scorer struct {
+	r *Ranker
+
+	// user side
+	u         *features.User
+	ts        int64
+	gm        float64 // global explicit mean
+	histIdx   []int32
+	histN     int
+	histScale float64
+	catCount  []int32
+	catTouch  []int32
+
+	// item side
+	ic      features.Counters
+	ipop    float64
+	icats   []int32
+	overlap float64
+
+	x      []float64 // dense features (aliases bot.acts[0])
+	bot    rkMLPScratch
+	topS   rkMLPScratch
+	pu, qi []float64
+	h      []float64
+	zero   []float64
+	vecs   [rkNumVecs][]float64
+	s      [rkNumHeads]float64
+
+	// gradients of the sparse parameters after backward
+	gPu, gQi, gH, gY, gZ []float64
+	gB                   [rkNumHeads]float64
+}
+
+// NewScorer returns a scorer with its own buffers over r. Several scorers
+// may score concurrently as long as r does not learn or unmarshal meanwhile.
+func (r *Ranker) NewScorer() *Scorer {
+	d := r.dim
+	sc := &Scorer{r: r}
+	sc.bot = r.bottom.newScratch()
+	sc.topS = r.top.newScratch()
+	sc.x = sc.bot.acts[0]
+	sc.h = make([]float64, d)
+	sc.zero = make([]float64, d)
+	sc.gPu = make([]float64, d)
+	sc.gQi = make([]float64, d)
+	sc.gH = make([]float64, d)
+	sc.gY = make([]float64, d)
+	sc.gZ = make([]float64, d)
+	sc.histIdx = make([]int32, 0, r.cfg.HistoryLen)
+	return sc
+}
+
+// setUser prepares the user side: history rows and category histogram.
+func (sc *Scorer) setUser(u *features.User, ts int64, gm float64) {
+	r := sc.r
+	sc.u, sc.ts, sc.gm = u, ts, gm
+	for _, c := range sc.catTouch {
+		sc.catCount[c] = 0
+	}
+	sc.catTouch = sc.catTouch[:0]
+	if n := r.cats.len(); len(sc.catCount) < n {
+		sc.catCount = append(sc.catCount, make([]int32, n-len(sc.catCount))...)
+	}
+	sc.histIdx = sc.histIdx[:0]
+	if u != nil && r.cfg.HistoryLen > 0 {
+		recent := u.Recent
+		if len(recent) > r.cfg.HistoryLen {
+			recent = recent[:r.cfg.HistoryLen]
+		}
+		for _, id := range recent {
+			j, ok := r.items.get(id)
+			if !ok {
+				continue
+			}
+			sc.histIdx = append(sc.histIdx, j)
+			for _, c := range r.itemFeat[j].cats {
+				if sc.catCount[c] == 0 {
+					sc.catTouch = append(sc.catTouch, c)
+				}
+				sc.catCount[c]++
+			}
+		}
+	}
+	sc.histN = len(sc.histIdx)
+	sc.histScale = 0
+	if sc.histN > 0 {
+		sc.histScale = 1 / math.Sqrt(float64(sc.histN))
+	}
+}
+
+// setExample prepares both sides from an Example's point-in-time features.
+func (sc *Scorer) setExample(ex *Example) {
+	gm := 0.0
+	if ex.Global != nil {
+		gm = ex.Global.ExplicitMean()
+	}
+	sc.setUser(ex.User, ex.Event.TS, gm)
+	sc.icats = sc.icats[:0]
+	if ex.Item == nil {
+		sc.ic, sc.ipop = features.Counters{}, 0
+	} else {
+		sc.ic = ex.Item.Counters
+		sc.ipop = ex.Item.PopularityAt(ex.Event.TS, sc.r.halfLife())
+		for _, name := range ex.Item.Categories {
+			if c, ok := sc.r.cats.get(name); ok {
+				sc.icats = append(sc.icats, c)
+			}
+		}
+	}
+	sc.dense()
+}
+
+// setTableItem prepares the item side from the ranker's item table.
+func (sc *Scorer) setTableItem(i int32) {
+	st := &sc.r.itemFeat[i]
+	sc.ic = st.c
+	sc.ipop = features.Decay(st.pop, sc.ts-st.popTS, sc.r.halfLife())
+	sc.icats = append(sc.icats[:0], st.cats...)
+	sc.dense()
+}
+
+// setUnknownItem prepares the item side of an item the ranker never saw.
+func (sc *Scorer) setUnknownItem() {
+	sc.ic, sc.ipop = features.Counters{}, 0
+	sc.icats = sc.icats[:0]
+	sc.dense()
+}
+
+func rkLog1p(v float64) float64 {
+	if !(v > 0) {
+		return 0
+	}
+	if v > 1e300 {
+		v = 1e300
+	}
+	return math.Log1p(v)
+}
+
+// rkHoursSince is log1p of the hours from then to now, 0 when then is unset
+// or in the future.
+func rkHoursSince(now, then int64) float64 {
+	if then == 0 || now <= then {
+		return 0
+	}
+	return rkLog1p(float64(now-then) / 3.6e6)
+}
+
+func rkShrunk(c *features.Counters, gm, k float64) float64 {
+	n := float64(c.Explicit)
+	if n+k == 0 {
+		return 0
+	}
+	return (c.ExplicitSum - n*gm) / (n + k)
+}
+
+func rkRawMean(c *features.Counters, gm float64) float64 {
+	if c.Explicit == 0 {
+		return 0
+	}
+	return c.ExplicitSum/float64(c.Explicit) - gm
+}
+
+func rkShare(part, all int64) float64 {
+	if all <= 0 {
+		return 0
+	}
+	return float64(part) / float64(all)
+}
+
+func rkBool(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// dense fills the dense feature vector from the prepared user and item sides.
+func (sc *Scorer) dense() {
+	var uc features.Counters
+	if sc.u != nil {
+		uc = sc.u.Counters
+	}
+	ic := &sc.ic
+	gm, k, ts := sc.gm, sc.r.cfg.Shrinkage, sc.ts
+	x := sc.x
+	x[0] = rkLog1p(float64(uc.Events)) / 5
+	x[1] = rkLog1p(float64(uc.Explicit)) / 5
+	x[2] = rkLog1p(float64(ic.Events)) / 5
+	x[3] = rkLog1p(float64(ic.Explicit)) / 5
+	x[4] = rkRawMean(&uc, gm)
+	x[5] = rkRawMean(ic, gm)
+	x[6] = rkShrunk(&uc, gm, k)
+	x[7] = rkShrunk(ic, gm, k)
+	x[8] = rkShare(uc.Implicit, uc.Events)
+	x[9] = rkShare(ic.Implicit, ic.Events)
+	x[10] = rkHoursSince(ts, uc.LastTS) / 5
+	x[11] = rkHoursSince(ts, ic.LastTS) / 5
+	x[12] = rkHoursSince(ts, uc.FirstTS) / 5
+	x[13] = rkHoursSince(ts, ic.FirstTS) / 5
+	x[14] = rkLog1p(sc.ipop) / 5
+	sec := ts / 1000
+	day := sec / 86400
+	if sec < 0 {
+		day--
+	}
+	hour := float64(sec-day*86400) / 3600
+	dow := float64(((day+4)%7 + 7) % 7) // 1970-01-01 was a Thursday
+	x[15] = math.Sin(2 * math.Pi * hour / 24)
+	x[16] = math.Cos(2 * math.Pi * hour / 24)
+	x[17] = math.Sin(2 * math.Pi * dow / 7)
+	x[18] = math.Cos(2 * math.Pi * dow / 7)
+	best := int32(0)
+	for _, c := range sc.icats {
+		if int(c) < len(sc.catCount) && sc.catCount[c] > best {
+			best = sc.catCount[c]
+		}
+	}
+	sc.overlap = 0
+	if sc.histN > 0 {
+		sc.overlap = float64(best) / float64(sc.histN)
+	}
+	x[19] = sc.overlap
+	x[20] = rkBool(uc.Events == 0)
+	x[21] = rkBool(ic.Events == 0)
+	for i, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			x[i] = 0
+		}
+	}
+}
+
+// forward computes sc.s for user row ui and item row ii (-1: unknown).
+func (sc *Scorer) forward(ui, ii int32) {
+	r := sc.r
+	var bu, bi []float64
+	sc.pu, sc.qi = sc.zero, sc.zero
+	if ui >= 0 {
+		sc.pu = r.userP.row(ui)
+		bu = r.userB.row(ui)
+	}
+	if ii >= 0 {
+		sc.qi = r.itemQ.row(ii)
+		bi = r.itemB.row(ii)
+	}
+	clear(sc.h)
+	for _, j := range sc.histIdx {
+		floats.Add(sc.h, r.itemY.row(j))
+	}
+	if sc.histN > 0 {
+		floats.Scale(sc.histScale, sc.h)
+	}
+	z := r.bottom.forward(&sc.bot)
+	sc.vecs = [rkNumVecs][]float64{sc.pu, sc.qi, sc.h, z}
+	tin := sc.topS.acts[0]
+	d := r.dim
+	copy(tin, z)
+	p := d
+	for a := 0; a < rkNumVecs; a++ {
+		for b := a + 1; b < rkNumVecs; b++ {
+			tin[p] = floats.Dot(sc.vecs[a], sc.vecs[b])
+			p++
+		}
+	}
+	t := r.top.forward(&sc.topS)
+	mf := tin[d+0] + tin[d+3] // p_u·q_i + q_i·h_u: pairs (0,1) and (1,2)
+	b0 := r.bias0.row(0)
+	for k := 0; k < rkNumHeads; k++ {
+		v := b0[k] + mf + t[k]
+		if bu != nil {
+			v += bu[k]
+		}
+		if bi != nil {
+			v += bi[k]
+		}
+		if math.IsNaN(v) {
+			v = 0
+		}
+		sc.s[k] = math.Max(-1e6, math.Min(1e6, v))
+	}
+}
+
+// rkGradClip bounds dLoss/ds so that one wild example cannot blow up weights.
+const rkGradClip = 10
+
+// backward takes dLoss/ds for one head, accumulates the MLP gradients and
+// leaves the sparse gradients in sc.g*.
+func (sc *Scorer) backward(head int, delta float64) {
+	r := sc.r
+	d := r.dim
+	delta = math.Max(-rkGradClip, math.Min(rkGradClip, delta))
+	sc.gB = [rkNumHeads]float64{}
+	sc.gB[head] = delta
+	gt := sc.topS.grads[len(r.top.layers)]
+	clear(gt)
+	gt[head] = delta
+	r.top.backward(&sc.topS, true)
+	gin := sc.topS.grads[0]
+	// direct MF term: delta * (p_u·q_i + h_u·q_i)
+	pu, qi, h := sc.pu, sc.qi, sc.h
+	for j := 0; j < d; j++ {
+		sc.gPu[j] = delta * qi[j]
+		sc.gQi[j] = delta * (pu[j] + h[j])
+		sc.gH[j] = delta * qi[j]
+	}
+	copy(sc.gZ, gin[:d])
+	grads := [rkNumVecs][]float64{sc.gPu, sc.gQi, sc.gH, sc.gZ}
+	p := d
+	for a := 0; a < rkNumVecs; a++ {
+		for b := a + 1; b < rkNumVecs; b++ {
+			if g := gin[p]; g != 0 {
+				floats.AddScaled(grads[a], g, sc.vecs[b])
+				floats.AddScaled(grads[b], g, sc.vecs[a])
+			}
+			p++
+		}
+	}
+	copy(sc.bot.grads[len(r.bottom.layers)], sc.gZ)
+	r.bottom.backward(&sc.bot, false)
+}
+
+// ScoreItems is Ranker.ScoreItems on this scorer's buffers.
+func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []float64) []float64 {
+	r := sc.r
+	if cap(dst) < len(items) {
+		dst = make([]float64, len(items))
+	}
+	dst = dst[:len(items)]
+	sc.setUser(u, ts, r.global.ExplicitMean())
+	ui := int32(-1)
+	if u != nil {
+		if i, ok := r.users.get(u.ID); ok {
+			ui = i
+		}
+	}
+	head := rkHeadExplicit
+	if r.implicitN > 0 {
+		head = rkHeadImplicit
+	}
+	for k, id := range items {
+		ii, ok := r.items.get(id)
+		if ok {
+			sc.setTableItem(ii)
+		} else {
+			ii = -1
+			sc.setUnknownItem()
+		}
+		sc.forward(ui, ii)
+		if head == rkHeadImplicit {
+			dst[k] = rkSigmoid(sc.s[rkHeadImplicit])
+		} else {
+			dst[k] = sc.gm + sc.s[rkHeadExplicit]
+		}
+	}
+	return dst
+}
