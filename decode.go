@@ -243,10 +243,13 @@ func TimestampMillis(f float64) (int64, error) {
 	} else {
 		ms = f * 1000
 	}
-	if !(ms > 0) || ms > maxMillis {
+	// Round before the range check, so that every accepted value is at least
+	// 1 ms and re-encodes (AppendJSON) to a timestamp that is accepted again.
+	ms = math.Round(ms)
+	if !(ms >= 1) || ms > maxMillis {
 		return 0, &DecodeError{Reason: ReasonTimestamp, Field: "ts", Msg: fmt.Sprintf("%v is out of range", f)}
 	}
-	return int64(math.Round(ms)), nil
+	return int64(ms), nil
 }
 
 // AppendJSON appends e in the event contract's JSON form (ts in Unix seconds,
@@ -322,7 +325,10 @@ func DecodeItem(b []byte, maxBytes int) (ItemMeta, error) {
 	if len(w.Title) > 1024 || len(w.Categories) > 64 {
 		return m, &DecodeError{Reason: ReasonInvalid, Msg: "title over 1024 bytes or more than 64 categories"}
 	}
-	m.Title, m.Categories = w.Title, w.Categories
+	m.Title = w.Title
+	if len(w.Categories) > 0 { // an empty list is no list, as on the wire
+		m.Categories = w.Categories
+	}
 	if len(w.TS) > 0 && !isNull(w.TS) {
 		if m.TS, err = ParseTimestamp(w.TS); err != nil {
 			return m, err
