@@ -1,0 +1,289 @@
+package learner
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/streamrec/streamrec"
+)
+
+// ItemKNN is incremental item-to-item collaborative filtering ("itemknn"):
+// each new (user, item) pair co-occurs with the user's most recent items;
+// similarity is the co-occurrence count over the geometric mean of the
+// items' counts (cosine on binary user vectors), shrunk for rare pairs.
+type ItemKNN struct {
+	cfg   KNNConfig
+	items strIndex
+	cat   itemCatalog
+	count []float32
+	co    []map[int32]float32
+	// nbr, when prepared (immutable snapshots), holds each item's best
+	// Neighbours by similarity, best first.
+	nbr [][]topEntry
+}
+
+// NewItemKNN returns the item-kNN model.
+func NewItemKNN(cfg KNNConfig) *ItemKNN {
+	return &ItemKNN{cfg: cfg, items: newStrIndex(), cat: newItemCatalog()}
+}
+
+// Name implements Model.
+func (m *ItemKNN) Name() string { return "itemknn" }
+
+func (m *ItemKNN) sim(i, j int32, co float32) float32 {
+	return co / (float32(math.Sqrt(float64(m.count[i])*float64(m.count[j]))) + float32(m.cfg.Shrink))
+}
+
+func (m *ItemKNN) window(recent []string) []string {
+	if len(recent) > m.cfg.Window {
+		return recent[:m.cfg.Window]
+	}
+	return recent
+}
+
+// Predict implements Model: the summed similarity of the item to the user's
+// recent items.
+func (m *ItemKNN) Predict(ex *Example) float64 {
+	if ex.User == nil {
+		return 0
+	}
+	return float64(m.affinity(ex.Event.Item, ex.User.Recent))
+}
+
+// affinity is the summed similarity of item to the first Window of recent.
+func (m *ItemKNN) affinity(item string, recent []string) float32 {
+	i, ok := m.items.get(item)
+	if !ok {
+		return 0
+	}
+	var s float32
+	for _, r := range m.window(recent) {
+		j, ok := m.items.get(r)
+		if !ok || j == i {
+			continue
+		}
+		if c := m.co[i][j]; c > 0 {
+			s += m.sim(i, j, c)
+		}
+	}
+	return s
+}
+
+// Learn implements Model.
+func (m *ItemKNN) Learn(ex *Example) {
+	i, added := m.items.add(ex.Event.Item)
+	if added {
+		m.count = append(m.count, 0)
+		m.co = append(m.co, nil)
+	}
+	if ex.Item != nil {
+		m.cat.set(i, ex.Item.Categories)
+	}
+	var recent []string
+	if ex.User != nil {
+		recent = m.window(ex.User.Recent)
+	}
+	if slices.Contains(recent, ex.Event.Item) {
+		return // a repeat of a recent pair adds no co-occurrence
+	}
+	m.count[i]++
+	for _, r := range recent {
+		j, ok := m.items.get(r)
+		if !ok || j == i {
+			continue
+		}
+		if m.co[i] == nil {
+			m.co[i] = map[int32]float32{}
+		}
+		if m.co[j] == nil {
+			m.co[j] = map[int32]float32{}
+		}
+		m.co[i][j]++
+		m.co[j][i]++
+	}
+}
+
+// prepare builds the neighbour lists used by immutable snapshots.
+func (m *ItemKNN) prepare() {
+	m.nbr = make([][]topEntry, m.items.len())
+	var t boundedTop
+	for i := range m.co {
+		t.reset(m.cfg.Neighbours)
+		for j, c := range m.co[i] {
+			t.push(m.sim(int32(i), j, c), j)
+		}
+		m.nbr[i] = slices.Clone(t.sorted())
+	}
+}
+
+// neighbours calls fn for item i's neighbours (prepared lists, or all).
+func (m *ItemKNN) neighbours(i int32, fn func(j int32, s float32)) {
+	if m.nbr != nil {
+		for _, c := range m.nbr[i] {
+			fn(c.idx, c.score)
+		}
+		return
+	}
+	for j, c := range m.co[i] {
+		fn(j, m.sim(i, j, c))
+	}
+}
+
+// accumulate adds, for every seed item, its neighbours' similarities into
+// s.acc (tracking touched indexes in s.touch). Seeds themselves are skipped.
+func (m *ItemKNN) accumulate(s *queryScratch, seeds []string) {
+	s.dense(m.items.len())
+	s.idxs = s.idxs[:0]
+	for _, r := range seeds {
+		if j, ok := m.items.get(r); ok {
+			s.idxs = append(s.idxs, j)
+		}
+	}
+	for _, j := range s.idxs {
+		m.neighbours(j, func(k int32, v float32) {
+			if s.acc[k] == 0 {
+				s.touch = append(s.touch, k)
+			}
+			s.acc[k] += v
+		})
+	}
+	for _, j := range s.idxs {
+		if s.acc[j] != 0 {
+			s.acc[j] = -1 // seeds are not candidates; reset below like the rest
+		}
+	}
+}
+
+// clear zeroes s.acc at the touched indexes.
+func clearQueryAcc(s *queryScratch) {
+	for _, k := range s.touch {
+		s.acc[k] = 0
+	}
+	s.touch = s.touch[:0]
+}
+
+// Recommend implements Recommender: items most co-occurring with the user's
+// recent items (empty when the user has no known recent items).
+func (m *ItemKNN) Recommend(q *Query, k int, dst []streamrec.Scored) []streamrec.Scored {
+	if q.User == nil {
+		return dst
+	}
+	s := getQueryScratch()
+	defer putQueryScratch(s)
+	s.top.reset(k)
+	m.topInto(s, m.window(q.User.Recent), q.Exclude, q.Category)
+	for _, c := range s.top.sorted() {
+		dst = append(dst, streamrec.Scored{Item: m.items.names[c.idx], Score: float64(c.score)})
+	}
+	return dst
+}
+
+// topInto fills s.top from the co-occurrences of seeds.
+func (m *ItemKNN) topInto(s *queryScratch, seeds []string, exclude func(string) bool, category string) {
+	cat := int32(-1)
+	if category != "" {
+		c, ok := m.cat.category(category)
+		if !ok {
+			return
+		}
+		cat = c
+	}
+	m.accumulate(s, seeds)
+	for _, k := range s.touch {
+		v := s.acc[k]
+		if v <= 0 {
+			continue
+		}
+		if th, full := s.top.threshold(); full && v < th {
+			continue
+		}
+		if cat >= 0 && !m.cat.in(k, cat) {
+			continue
+		}
+		if exclude != nil && exclude(m.items.names[k]) {
+			continue
+		}
+		s.top.push(v, k)
+	}
+	clearQueryAcc(s)
+}
+
+// Similar returns the items most similar to item by co-occurrence.
+func (m *ItemKNN) Similar(item string, k int, dst []streamrec.Scored) []streamrec.Scored {
+	i, ok := m.items.get(item)
+	if !ok {
+		return dst
+	}
+	s := getQueryScratch()
+	defer putQueryScratch(s)
+	s.top.reset(k)
+	m.neighbours(i, func(j int32, v float32) { s.top.push(v, j) })
+	for _, c := range s.top.sorted() {
+		dst = append(dst, streamrec.Scored{Item: m.items.names[c.idx], Score: float64(c.score)})
+	}
+	return dst
+}
+
+// MarshalBinary implements encoding.BinaryMarshaler (keys sorted, so equal
+// models give equal bytes).
+func (m *ItemKNN) MarshalBinary() ([]byte, error) {
+	var e wbuf
+	e.header("itemknn", 1)
+	m.items.encode(&e)
+	m.cat.encode(&e)
+	e.f32s(m.count)
+	keys := []int32{}
+	for _, row := range m.co {
+		keys = keys[:0]
+		for j := range row {
+			keys = append(keys, j)
+		}
+		slices.Sort(keys)
+		e.u32(uint32(len(keys)))
+		for _, j := range keys {
+			e.u32(uint32(j))
+			e.u32(math.Float32bits(row[j]))
+		}
+	}
+	return e.b, nil
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler.
+func (m *ItemKNN) UnmarshalBinary(b []byte) error {
+	d := rbuf{b: b}
+	if err := d.header("itemknn", 1); err != nil {
+		return err
+	}
+	m.items.decode(&d)
+	m.cat.decode(&d)
+	m.count = d.f32s()
+	n := m.items.len()
+	if d.err == nil && len(m.count) != n {
+		return fmt.Errorf("itemknn: %d counts for %d items", len(m.count), n)
+	}
+	m.co = make([]map[int32]float32, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		cnt := d.u32()
+		if !d.need(uint64(cnt)*8, "itemknn row") {
+			break
+		}
+		if cnt == 0 {
+			continue
+		}
+		row := make(map[int32]float32, cnt)
+		for range cnt {
+			j := int32(d.u32())
+			v := math.Float32frombits(d.u32())
+			if j < 0 || int(j) >= n {
+				d.fail("itemknn neighbour id")
+				break
+			}
+			row[j] = v
+		}
+		m.co[i] = row
+	}
+	m.cat.grow(n)
+	m.nbr = nil
+	return d.done("itemknn")
+}

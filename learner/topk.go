@@ -1,0 +1,122 @@
+package learner
+
+import (
+	"slices"
+	"sync"
+)
+
+type topEntry struct {
+	score float32
+	idx   int32
+}
+
+// boundedTop keeps the k best (score, idx) pairs in a bounded min-heap: the root is
+// the worst kept item, so each candidate costs one compare unless it enters.
+// Ties break toward the lower index, so results are deterministic.
+type boundedTop struct {
+	k int
+	h []topEntry
+}
+
+func (t *boundedTop) reset(k int) {
+	t.k = k
+	t.h = t.h[:0]
+}
+
+// rankedBelow reports whether a ranks below b.
+func rankedBelow(a, b topEntry) bool {
+	return a.score < b.score || (a.score == b.score && a.idx > b.idx)
+}
+
+// full reports whether the heap is full, and min its worst score.
+func (t *boundedTop) threshold() (float32, bool) {
+	if len(t.h) < t.k {
+		return 0, false
+	}
+	return t.h[0].score, true
+}
+
+func (t *boundedTop) push(score float32, idx int32) {
+	if t.k <= 0 {
+		return
+	}
+	c := topEntry{score, idx}
+	if len(t.h) < t.k {
+		t.h = append(t.h, c)
+		// sift up
+		i := len(t.h) - 1
+		for i > 0 {
+			p := (i - 1) / 2
+			if !rankedBelow(t.h[i], t.h[p]) {
+				break
+			}
+			t.h[i], t.h[p] = t.h[p], t.h[i]
+			i = p
+		}
+		return
+	}
+	if !rankedBelow(t.h[0], c) {
+		return
+	}
+	t.h[0] = c
+	// sift down
+	i, n := 0, len(t.h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && rankedBelow(t.h[r], t.h[l]) {
+			m = r
+		}
+		if !rankedBelow(t.h[m], t.h[i]) {
+			break
+		}
+		t.h[i], t.h[m] = t.h[m], t.h[i]
+		i = m
+	}
+}
+
+// sorted orders the kept pairs best first (in place) and returns them.
+func (t *boundedTop) sorted() []topEntry {
+	slices.SortFunc(t.h, func(a, b topEntry) int {
+		switch {
+		case rankedBelow(b, a):
+			return -1
+		case rankedBelow(a, b):
+			return 1
+		}
+		return 0
+	})
+	return t.h
+}
+
+// queryScratch is per-query working memory, pooled so concurrent queries neither
+// allocate nor share.
+type queryScratch struct {
+	top   boundedTop
+	acc   []float32 // dense accumulator by item index
+	touch []int32   // indexes with acc != 0
+	mark  []bool    // candidate set membership by item index
+	cand  []int32
+	vec   []float32
+	idxs  []int32
+	vals  []float64
+	names []string
+}
+
+var queryScratchPool = sync.Pool{New: func() any { return new(queryScratch) }}
+
+func getQueryScratch() *queryScratch { return queryScratchPool.Get().(*queryScratch) }
+
+func putQueryScratch(s *queryScratch) { queryScratchPool.Put(s) }
+
+func (s *queryScratch) dense(n int) {
+	if cap(s.acc) < n {
+		s.acc = make([]float32, n)
+		s.mark = make([]bool, n)
+	}
+	s.acc = s.acc[:n]
+	s.mark = s.mark[:n]
+}
