@@ -1,0 +1,99 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures the HTTP server. Start from DefaultConfig.
+type Config struct {
+	// Addr is the API listen address (":8080").
+	Addr string
+	// AdminAddr, when set, is a second listener for pprof, metrics and health
+	// (Deps.Admin serves it).
+	AdminAddr string
+	// APIKey, when set, is required as "Authorization: Bearer KEY" on write
+	// (POST /v1/events) and admin (/v1/inspect/) endpoints.
+	APIKey string
+	// MaxBodyBytes caps request bodies; larger ones get 413.
+	MaxBodyBytes int64
+	// MaxN caps n (list lengths) and the items of a rank request.
+	MaxN int
+	// DefaultN is n when the query does not give it.
+	DefaultN int
+	// ReadTimeout and WriteTimeout are the http.Server's.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// RequestTimeout bounds a request's calls to slow dependencies (Kafka,
+	// admin handlers).
+	RequestTimeout time.Duration
+	// FeatureTimeout is the budget of the feature-store read on the hot path;
+	// past it the answer is degraded (popularity from the snapshot).
+	FeatureTimeout time.Duration
+	// BreakerFailures consecutive feature-store failures open the breaker for
+	// BreakerCooldown: requests answer degraded without trying the store, then
+	// one probe goes through.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// PollInterval is the snapshot polling fallback beside notifications.
+	PollInterval time.Duration
+	// ShutdownTimeout bounds the graceful drain at shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults of product.md §5.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            ":8080",
+		MaxBodyBytes:    4 << 20,
+		MaxN:            1000,
+		DefaultN:        10,
+		ReadTimeout:     10 * time.Second,
+		WriteTimeout:    10 * time.Second,
+		RequestTimeout:  5 * time.Second,
+		FeatureTimeout:  50 * time.Millisecond,
+		BreakerFailures: 3,
+		BreakerCooldown: 500 * time.Millisecond,
+		PollInterval:    time.Second,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks c field by field and reports every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("serve: "+format, args...)) }
+	if c.Addr == "" {
+		bad("addr is empty")
+	}
+	if c.AdminAddr != "" && c.AdminAddr == c.Addr {
+		bad("admin addr %q equals addr", c.AdminAddr)
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("max body bytes must be positive, got %d", c.MaxBodyBytes)
+	}
+	if c.MaxN <= 0 {
+		bad("max n must be positive, got %d", c.MaxN)
+	}
+	if c.DefaultN <= 0 || c.DefaultN > c.MaxN {
+		bad("default n must be in 1..%d, got %d", c.MaxN, c.DefaultN)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"read timeout", c.ReadTimeout}, {"write timeout", c.WriteTimeout},
+		{"request timeout", c.RequestTimeout}, {"feature timeout", c.FeatureTimeout},
+		{"breaker cooldown", c.BreakerCooldown}, {"poll interval", c.PollInterval},
+		{"shutdown timeout", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			bad("%s must be positive, got %s", d.name, d.v)
+		}
+	}
+	if c.BreakerFailures <= 0 {
+		bad("breaker failures must be positive, got %d", c.BreakerFailures)
+	}
+	return errors.Join(errs...)
+}

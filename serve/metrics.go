@@ -1,0 +1,97 @@
+package serve
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	degraded  *prometheus.CounterVec
+	swaps     prometheus.Counter
+	swapFails *prometheus.CounterVec
+	version   prometheus.Gauge
+	accepted  prometheus.Counter
+	rejected  *prometheus.CounterVec
+	breaker   prometheus.Gauge
+
+	// Observers are resolved once per (route, status) so the hot path does
+	// no label hashing.
+	mu        sync.RWMutex
+	observers map[routeStatus]routeObs
+}
+
+type routeStatus struct {
+	route  string
+	status int
+}
+
+type routeObs struct {
+	count prometheus.Counter
+	lat   prometheus.Observer
+}
+
+func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamrec_serve_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "streamrec_serve_request_duration_seconds", Help: "HTTP request latency by route and status code.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "code"}),
+		degraded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamrec_serve_degraded_total", Help: "Answers served degraded (popularity instead of the personalised model), by route and reason.",
+		}, []string{"route", "reason"}),
+		swaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamrec_serve_snapshot_swaps_total", Help: "Snapshots loaded and swapped in.",
+		}),
+		swapFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamrec_serve_snapshot_swap_failures_total", Help: "Snapshots that could not be fetched or were rejected, by reason.",
+		}, []string{"reason"}),
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamrec_serve_snapshot_version", Help: "Version of the serving snapshot (0 when none).",
+		}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamrec_serve_events_accepted_total", Help: "Events accepted by POST /v1/events and written to Kafka.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamrec_serve_events_rejected_total", Help: "Events rejected by POST /v1/events, by reason.",
+		}, []string{"reason"}),
+		breaker: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamrec_serve_feature_breaker_open", Help: "1 while the feature-store breaker is open (answers degraded without trying Redis).",
+		}),
+		observers: map[routeStatus]routeObs{},
+	}
+	age1 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "streamrec_serve_snapshot_age_seconds", Help: "Age of the serving snapshot since the learner created it (0 when none).",
+	}, age)
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.accepted, m.rejected, m.breaker, age1} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range []string{"decode", "fetch"} {
+		m.swapFails.WithLabelValues(r)
+	}
+	return m, nil
+}
+
+func (m *metrics) obs(route string, status int) routeObs {
+	k := routeStatus{route, status}
+	m.mu.RLock()
+	o, ok := m.observers[k]
+	m.mu.RUnlock()
+	if ok {
+		return o
+	}
+	code := strconv.Itoa(status)
+	o = routeObs{m.requests.WithLabelValues(route, code), m.latency.WithLabelValues(route, code)}
+	m.mu.Lock()
+	m.observers[k] = o
+	m.mu.Unlock()
+	return o
+}
