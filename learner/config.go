@@ -54,6 +54,9 @@ type MFConfig struct {
 	Negatives int `json:"negatives"`
 	// ImplicitLR is the AdaGrad base rate used for implicit (BPR) updates.
 	ImplicitLR float64 `json:"implicit_lr"`
+	// PositiveMin, when positive, makes ratings at or above it also BPR
+	// positives (so MF ranks well on rating-only data); 0 disables.
+	PositiveMin float64 `json:"positive_min"`
 }
 
 // BiasConfig configures the user/item bias baseline.
@@ -105,6 +108,9 @@ type Config struct {
 	Window int `json:"window"`
 	// K is the list length of HR@K.
 	K int `json:"k"`
+	// PositiveMin is the lowest explicit value that counts as a positive
+	// interaction for HR@K (implicit events always do).
+	PositiveMin float64 `json:"positive_min"`
 	// HREvery evaluates HR@K on every Nth eligible positive (1 = all).
 	HREvery int `json:"hr_every"`
 	// RecentCap caps the trainer's feature store recent lists.
@@ -123,7 +129,7 @@ func DefaultConfig() Config {
 	return Config{
 		Seed: 1,
 		MF: MFConfig{Dims: 32, LR: 0.1, BiasLR: 0.3, Reg: 0.02, BiasReg: 0.01,
-			InitStd: 0.05, Negatives: 2, ImplicitLR: 0.05},
+			InitStd: 0.05, Negatives: 4, ImplicitLR: 0.05, PositiveMin: 4},
 		Bias:            BiasConfig{LR: 0.05, Reg: 0.01},
 		KNN:             KNNConfig{Window: 20, Neighbours: 50, Shrink: 10},
 		Pop:             PopConfig{HalfLife: Duration(7 * 24 * time.Hour)},
@@ -131,6 +137,7 @@ func DefaultConfig() Config {
 		Window:          5000,
 		K:               10,
 		HREvery:         1,
+		PositiveMin:     4,
 		RecentCap:       500,
 		VectorEvery:     10000,
 		GuardrailMargin: 0.05,

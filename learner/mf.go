@@ -28,6 +28,9 @@ type MF struct {
 
 	p, gp, q, gq     []float32 // factors and their AdaGrad accumulators
 	bu, gbu, bi, gbi []float32
+	// bj is the item bias of the implicit (ranking) score b_j + p_u·q_i,
+	// kept apart from the rating bias b_i.
+	bj, gbj []float32
 
 	pcg *rand.PCG
 	rnd *rand.Rand
@@ -90,6 +93,8 @@ func (m *MF) item(id string) int32 {
 		m.gq = m.grow(m.gq, m.dim, adagradInit)
 		m.bi = append(m.bi, 0)
 		m.gbi = append(m.gbi, adagradInit)
+		m.bj = append(m.bj, 0)
+		m.gbj = append(m.gbj, adagradInit)
 	}
 	return i
 }
@@ -122,7 +127,7 @@ func (m *MF) Predict(ex *Example) float64 {
 		if !iok {
 			return 0
 		}
-		s := m.bi[i]
+		s := m.bj[i]
 		if uok {
 			s += dot32(m.urow(u), m.irow(i))
 		}
@@ -158,11 +163,14 @@ func (m *MF) Learn(ex *Example) {
 		m.dirty[u] = true
 		m.dirtyList = append(m.dirtyList, u)
 	}
+	w := float32(ex.Event.Weight)
 	if ex.Event.Kind == streamrec.Explicit {
 		m.learnExplicit(u, i, ex.Event.Value)
-		return
+		if m.cfg.PositiveMin <= 0 || ex.Event.Value < m.cfg.PositiveMin {
+			return
+		}
+		w = 1 // a high rating is also a positive interaction
 	}
-	w := float32(ex.Event.Weight)
 	if w <= 0 {
 		w = 1
 	}
@@ -213,11 +221,11 @@ func (m *MF) learnPair(u, i, j int32, w float32) {
 	d := m.dim
 	gpu, gqi, gqj := m.gp[int(u)*d:int(u+1)*d], m.gq[int(i)*d:int(i+1)*d], m.gq[int(j)*d:int(j+1)*d]
 	qi, qj, gpu, gqi, gqj = qi[:len(pu)], qj[:len(pu)], gpu[:len(pu)], gqi[:len(pu)], gqj[:len(pu)]
-	x := m.bi[i] - m.bi[j] + dot32(pu, qi) - dot32(pu, qj)
+	x := m.bj[i] - m.bj[j] + dot32(pu, qi) - dot32(pu, qj)
 	c := w * float32(1/(1+math.Exp(float64(x)))) // w·σ(−x): the loss −log σ(x) has gradient −c wrt x
 	blr, breg := float32(m.cfg.ImplicitLR), float32(m.cfg.BiasReg)
-	adagrad(&m.bi[i], &m.gbi[i], -c+breg*m.bi[i], blr)
-	adagrad(&m.bi[j], &m.gbi[j], c+breg*m.bi[j], blr)
+	adagrad(&m.bj[i], &m.gbj[i], -c+breg*m.bj[i], blr)
+	adagrad(&m.bj[j], &m.gbj[j], c+breg*m.bj[j], blr)
 	lr, reg := float32(m.cfg.ImplicitLR), float32(m.cfg.Reg)
 	for k := range pu {
 		p, a, b := pu[k], qi[k], qj[k]
@@ -288,7 +296,7 @@ func (m *MF) queryVector(s *queryScratch, q *Query, recent int) bool {
 	return true
 }
 
-// topInto pushes the items with the best b_i + v·q_i that pass the filters
+// topInto pushes the items with the best b_j + v·q_i that pass the filters
 // into s.top (v = s.vec, or biases only when hasVec is false).
 func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, category string) {
 	cat := int32(-1)
@@ -301,7 +309,7 @@ func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, ca
 	}
 	n := m.items.len()
 	for i := range n {
-		sc := m.bi[i]
+		sc := m.bj[i]
 		if hasVec {
 			sc += dot32(s.vec, m.q[i*m.dim:(i+1)*m.dim])
 		}
@@ -376,7 +384,7 @@ func (m *MF) MarshalBinary() ([]byte, error) {
 	m.users.encode(&e)
 	m.items.encode(&e)
 	m.cat.encode(&e)
-	for _, v := range [][]float32{m.p, m.gp, m.bu, m.gbu, m.q, m.gq, m.bi, m.gbi} {
+	for _, v := range [][]float32{m.p, m.gp, m.bu, m.gbu, m.q, m.gq, m.bi, m.gbi, m.bj, m.gbj} {
 		e.f32s(v)
 	}
 	return e.b, nil
@@ -395,7 +403,7 @@ func (m *MF) UnmarshalBinary(b []byte) error {
 	m.users.decode(&d)
 	m.items.decode(&d)
 	m.cat.decode(&d)
-	vs := make([][]float32, 8)
+	vs := make([][]float32, 10)
 	for k := range vs {
 		vs[k] = d.f32s()
 	}
@@ -404,7 +412,8 @@ func (m *MF) UnmarshalBinary(b []byte) error {
 	}
 	nu, ni := m.users.len(), m.items.len()
 	if dim <= 0 || len(vs[0]) != nu*dim || len(vs[1]) != nu*dim || len(vs[2]) != nu || len(vs[3]) != nu ||
-		len(vs[4]) != ni*dim || len(vs[5]) != ni*dim || len(vs[6]) != ni || len(vs[7]) != ni {
+		len(vs[4]) != ni*dim || len(vs[5]) != ni*dim || len(vs[6]) != ni || len(vs[7]) != ni ||
+		len(vs[8]) != ni || len(vs[9]) != ni {
 		return fmt.Errorf("mf: parameter sizes do not match %d users, %d items, %d dims", nu, ni, dim)
 	}
 	if m.pcg == nil {
@@ -417,6 +426,7 @@ func (m *MF) UnmarshalBinary(b []byte) error {
 	m.dim = dim
 	m.cfg.Dims = dim
 	m.p, m.gp, m.bu, m.gbu, m.q, m.gq, m.bi, m.gbi = vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6], vs[7]
+	m.bj, m.gbj = vs[8], vs[9]
 	m.dirty = make([]bool, nu)
 	m.dirtyList = nil
 	m.cat.grow(ni)

@@ -423,7 +423,7 @@ func (s *Snapshot) Rank(u *features.User, items []string, ts int64, dst []stream
 func (s *Snapshot) fallbackScore(u *features.User, item string, ts int64) float64 {
 	if s.mf != nil {
 		if i, ok := s.mf.items.get(item); ok {
-			v := s.mf.bi[i]
+			v := s.mf.bj[i]
 			if u != nil {
 				if ui, ok := s.mf.users.get(u.ID); ok {
 					v += dot32(s.mf.urow(ui), s.mf.irow(i))

@@ -166,7 +166,7 @@ func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out [
 	}
 	if hasVec {
 		for _, i := range s.cand {
-			out = append(out, float64(mf.bi[i]+dot32(s.vec, mf.irow(i))))
+			out = append(out, float64(mf.bj[i]+dot32(s.vec, mf.irow(i))))
 		}
 		return out
 	}
