@@ -1,0 +1,665 @@
+package features
+
+import (
+	"context"
+	"crypto/sha1"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/streamrec/streamrec"
+)
+
+// Redis key layout (product.md §3). Every key carries a hash tag, so each
+// Lua script touches keys of ONE slot and the store works on Redis Cluster:
+//
+//	sr:{u:<id>}          hash  user counters: n (events), ne / ni (explicit /
+//	                           implicit), es (explicit sum), iw (implicit
+//	                           weight), f / l (first / last ts, Unix ms), and
+//	                           o:<topic>/<partition> (highest applied offset)
+//	sr:{u:<id>}:recent   list  recent items, newest first, capped, each once
+//	sr:{u:<id>}:seen     set   every item the user interacted with
+//	sr:{u:<id>}:vec      string user vector: int64 version + float32s, little endian
+//	sr:{i:<id>}          hash  item counters (as users), p / pt (popularity
+//	                           decayed to pt, Unix ms), t (title), c
+//	                           (categories joined by \x1f), o:<topic>/<partition>
+//	sr:{g}               hash  global: n, ne, es, l, o:<topic>/<partition>
+//	sr:{g}:users         set   every user id ever applied (Global.Users)
+//	sr:{pop}             zset  item -> Σ w·2^((ts−t0)/halfLife): ZREVRANGE is
+//	                           the decayed order; Global.Items is its ZCARD
+//	sr:{pop}:off         hash  t0 (epoch, Unix ms), hl (half-life, ms), lt (last
+//	                           ts), o:<topic>/<partition>
+//	sr:{pop}:cat         hash  item -> categories (for Popular by category)
+//
+// Ids are escaped inside keys ('%' → %25, '{' → %7B, '}' → %7D) so an id
+// never ends a hash tag early; members (items in sets, lists) are raw ids.
+//
+// Per-user keys (hash, recent, seen) get their TTL (Config.UserTTL, default
+// 90 days) refreshed on every applied write; the vector key on every vector
+// write. Item, global and popularity keys do not expire.
+//
+// Popularity range: scores are w·2^((ts−t0)/halfLife) with t0 the first
+// event's time. When an event would pass 700 half-lives after t0 (about 13
+// years at the default 7 days) the script rescales every score to a new t0
+// first (one O(items) pass), so doubles (max 2^1023) never overflow; an event
+// more than ~1000 half-lives before t0 adds 0, which is its decayed value.
+type Redis struct {
+	c        redis.UniversalClient
+	cfg      Config
+	log      zerolog.Logger
+	hlMillis float64
+	ttlArg   string
+	hlArg    string
+	capArg   string
+}
+
+var _ Store = (*Redis)(nil)
+
+var (
+	//go:embed lua/user.lua
+	luaUser string
+	//go:embed lua/item.lua
+	luaItem string
+	//go:embed lua/global.lua
+	luaGlobal string
+	//go:embed lua/pop.lua
+	luaPop string
+	//go:embed lua/popular.lua
+	luaPopular string
+)
+
+type script struct {
+	src, sha string
+}
+
+func newScript(src string) script {
+	h := sha1.Sum([]byte(src))
+	return script{src, hex.EncodeToString(h[:])}
+}
+
+var (
+	scriptUser    = newScript(luaUser)
+	scriptItem    = newScript(luaItem)
+	scriptGlobal  = newScript(luaGlobal)
+	scriptPop     = newScript(luaPop)
+	scriptPopular = newScript(luaPopular)
+	allScripts    = []script{scriptUser, scriptItem, scriptGlobal, scriptPop, scriptPopular}
+)
+
+// Keys of the layout above.
+const (
+	keyGlobal   = "sr:{g}"
+	keyUsers    = "sr:{g}:users"
+	keyPop      = "sr:{pop}"
+	keyPopMeta  = "sr:{pop}:off"
+	keyPopCats  = "sr:{pop}:cat"
+	catSep      = "\x1f"
+	maxPerCall  = 1000  // events per script call (Lua unpack limits)
+	popularScan = 50000 // most ranking members Popular scans for a category
+)
+
+// escapeID makes id safe inside a hash tag.
+func escapeID(id string) string {
+	if !strings.ContainsAny(id, "%{}") {
+		return id
+	}
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; c {
+		case '%':
+			b.WriteString("%25")
+		case '{':
+			b.WriteString("%7B")
+		case '}':
+			b.WriteString("%7D")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// UserKey is the hash key of user id; the user's other keys add a suffix.
+func UserKey(id string) string { return "sr:{u:" + escapeID(id) + "}" }
+
+// ItemKey is the hash key of item id.
+func ItemKey(id string) string { return "sr:{i:" + escapeID(id) + "}" }
+
+// NewRedis returns a store over client (a plain, failover or cluster
+// client) and loads its scripts. Close closes the client.
+func NewRedis(ctx context.Context, client redis.UniversalClient, cfg Config, log zerolog.Logger) (*Redis, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Redis{c: client, cfg: cfg, log: log,
+		hlMillis: float64(cfg.HalfLife.Milliseconds()),
+		ttlArg:   strconv.FormatInt(cfg.UserTTL.Milliseconds(), 10),
+		hlArg:    strconv.FormatInt(cfg.HalfLife.Milliseconds(), 10),
+		capArg:   strconv.Itoa(cfg.RecentCap),
+	}
+	if err := r.loadScripts(ctx); err != nil {
+		return nil, err
+	}
+	if hl, err := client.HGet(ctx, keyPopMeta, "hl").Result(); err == nil && hl != r.hlArg {
+		log.Warn().Str("stored_ms", hl).Str("configured_ms", r.hlArg).
+			Msg("popularity half-life differs from the one the ranking was built with; new events use the configured one")
+	}
+	return r, nil
+}
+
+func (r *Redis) loadScripts(ctx context.Context) error {
+	for _, s := range allScripts {
+		sha, err := r.c.ScriptLoad(ctx, s.src).Result()
+		if err != nil {
+			return fmt.Errorf("features: redis: load scripts: %w", err)
+		}
+		if sha != s.sha {
+			return fmt.Errorf("features: redis: script digest %s, expected %s", sha, s.sha)
+		}
+	}
+	return nil
+}
+
+// Client is the store's Redis client.
+func (r *Redis) Client() redis.UniversalClient { return r.c }
+
+// Close closes the client.
+func (r *Redis) Close() error { return r.c.Close() }
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+func kindArg(k streamrec.Kind) string {
+	if k == streamrec.Explicit {
+		return "e"
+	}
+	return "i"
+}
+
+// batchArgs are one Apply's script arguments, keyed by user and item.
+type batchArgs struct {
+	users     map[string][]any
+	userOrder []string
+	items     map[string][]any
+	itemOrder []string
+	global    []any
+	pop       []any
+	nGlobal   int
+	nPop      int
+}
+
+// Apply writes a batch with one pipelined round trip: one script call per
+// user, per item, and for the global counters and the popularity ranking
+// (longer runs are split into calls of 1000 events). The scripts skip events
+// at or below each key's mark for their partition, so a retried or
+// redelivered batch is safe. Errors are returned for the caller to retry.
+func (r *Redis) Apply(ctx context.Context, events []streamrec.Event) (ApplyResult, error) {
+	if len(events) == 0 {
+		return ApplyResult{}, nil
+	}
+	events = ordered(events)
+	b := r.args(events)
+	var res ApplyResult
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var applied int
+		applied, err = r.exec(ctx, b)
+		if err == nil {
+			res.Applied = applied
+			res.Duplicates = len(events) - applied
+			return res, nil
+		}
+		if !redis.HasErrorPrefix(err, "NOSCRIPT") && !strings.Contains(err.Error(), "NOSCRIPT") {
+			break
+		}
+		// Redis restarted or failed over without our scripts: load them
+		// and run the batch again (idempotent).
+		if lerr := r.loadScripts(ctx); lerr != nil {
+			return res, lerr
+		}
+	}
+	return res, fmt.Errorf("features: redis: apply %d events: %w", len(events), err)
+}
+
+func (r *Redis) args(events []streamrec.Event) *batchArgs {
+	b := &batchArgs{users: map[string][]any{}, items: map[string][]any{}}
+	for i := range events {
+		e := &events[i]
+		part, off := "", "0" // no identity: always applied (see order.go)
+		if e.Pos.Topic != "" {
+			part, off = PartitionKey(e.Pos), strconv.FormatInt(e.Pos.Offset, 10)
+		}
+		kind, w, v, ts := kindArg(e.Kind), fmtFloat(weight(e)), fmtFloat(e.Value), strconv.FormatInt(e.TS, 10)
+		ua, ok := b.users[e.User]
+		if !ok {
+			b.userOrder = append(b.userOrder, e.User)
+		}
+		b.users[e.User] = append(ua, part, off, kind, w, v, ts, e.Item)
+		ia, ok := b.items[e.Item]
+		if !ok {
+			b.itemOrder = append(b.itemOrder, e.Item)
+		}
+		b.items[e.Item] = append(ia, part, off, kind, w, v, ts)
+		b.global = append(b.global, part, off, kind, v, ts, e.User)
+		b.pop = append(b.pop, part, off, w, ts, e.Item)
+	}
+	return b
+}
+
+// evalChunks queues s over args split into calls of at most maxPerCall
+// events of stride values each, after the fixed head arguments.
+func evalChunks(ctx context.Context, p redis.Pipeliner, s script, keys []string, head []any, args []any, stride int, cmds []*redis.Cmd) []*redis.Cmd {
+	for start := 0; start < len(args); start += maxPerCall * stride {
+		end := min(start+maxPerCall*stride, len(args))
+		a := make([]any, 0, len(head)+end-start)
+		a = append(append(a, head...), args[start:end]...)
+		cmds = append(cmds, p.EvalSha(ctx, s.sha, keys, a...))
+	}
+	return cmds
+}
+
+func (r *Redis) exec(ctx context.Context, b *batchArgs) (int, error) {
+	p := r.c.Pipeline()
+	var cmds []*redis.Cmd
+	for _, id := range b.userOrder {
+		k := UserKey(id)
+		cmds = evalChunks(ctx, p, scriptUser, []string{k, k + ":recent", k + ":seen"},
+			[]any{r.capArg, r.ttlArg}, b.users[id], 7, cmds)
+	}
+	for _, id := range b.itemOrder {
+		cmds = evalChunks(ctx, p, scriptItem, []string{ItemKey(id)}, []any{r.hlArg}, b.items[id], 6, cmds)
+	}
+	cmds = evalChunks(ctx, p, scriptPop, []string{keyPop, keyPopMeta}, []any{r.hlArg}, b.pop, 5, cmds)
+	nGlobal := len(cmds)
+	cmds = evalChunks(ctx, p, scriptGlobal, []string{keyGlobal, keyUsers}, nil, b.global, 6, cmds)
+	_, err := p.Exec(ctx)
+	if err != nil {
+		// Report the first command error (Exec returns the first one).
+		for _, c := range cmds {
+			if c.Err() != nil {
+				return 0, c.Err()
+			}
+		}
+		return 0, err
+	}
+	applied := 0
+	for _, c := range cmds[nGlobal:] {
+		n, err := c.Int()
+		if err != nil {
+			return 0, err
+		}
+		applied += n
+	}
+	return applied, nil
+}
+
+// PutItems stores item metadata in the item hashes and the categories beside
+// the popularity ranking.
+func (r *Redis) PutItems(ctx context.Context, items []streamrec.ItemMeta) error {
+	if len(items) == 0 {
+		return nil
+	}
+	p := r.c.Pipeline()
+	for i := range items {
+		m := &items[i]
+		cats := strings.Join(m.Categories, catSep)
+		p.HSet(ctx, ItemKey(m.Item), "t", m.Title, "c", cats)
+		if cats == "" {
+			p.HDel(ctx, keyPopCats, m.Item)
+		} else {
+			p.HSet(ctx, keyPopCats, m.Item, cats)
+		}
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return fmt.Errorf("features: redis: put %d items: %w", len(items), err)
+	}
+	return nil
+}
+
+func encodeVector(version int64, v []float32) []byte {
+	b := make([]byte, 8+4*len(v))
+	binary.LittleEndian.PutUint64(b, uint64(version))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[8+4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func decodeVector(b []byte) ([]float32, int64, error) {
+	if len(b) < 8 || (len(b)-8)%4 != 0 {
+		return nil, 0, fmt.Errorf("vector of %d bytes", len(b))
+	}
+	version := int64(binary.LittleEndian.Uint64(b))
+	v := make([]float32, (len(b)-8)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[8+4*i:]))
+	}
+	return v, version, nil
+}
+
+// PutUserVectors stores user embeddings, each with the user TTL.
+func (r *Redis) PutUserVectors(ctx context.Context, version int64, vectors map[string][]float32) error {
+	if len(vectors) == 0 {
+		return nil
+	}
+	p := r.c.Pipeline()
+	for id, v := range vectors {
+		p.Set(ctx, UserKey(id)+":vec", encodeVector(version, v), r.cfg.UserTTL)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return fmt.Errorf("features: redis: put %d user vectors: %w", len(vectors), err)
+	}
+	return nil
+}
+
+// parseCounters reads the counter fields of a user or item hash.
+func parseCounters(h map[string]string) (Counters, error) {
+	var c Counters
+	var err error
+	geti := func(f string) int64 {
+		s, ok := h[f]
+		if !ok || err != nil {
+			return 0
+		}
+		x, e := strconv.ParseFloat(s, 64)
+		if e != nil {
+			err = fmt.Errorf("field %s: %w", f, e)
+		}
+		return int64(x)
+	}
+	getf := func(f string) float64 {
+		s, ok := h[f]
+		if !ok || err != nil {
+			return 0
+		}
+		x, e := strconv.ParseFloat(s, 64)
+		if e != nil {
+			err = fmt.Errorf("field %s: %w", f, e)
+		}
+		return x
+	}
+	c.Events, c.Explicit, c.Implicit = geti("n"), geti("ne"), geti("ni")
+	c.ExplicitSum, c.ImplicitWeight = getf("es"), getf("iw")
+	c.FirstTS, c.LastTS = geti("f"), geti("l")
+	return c, err
+}
+
+type userCmds struct {
+	hash   *redis.MapStringStringCmd
+	recent *redis.StringSliceCmd
+	vec    *redis.StringCmd
+	seen   *redis.StringSliceCmd
+}
+
+func (r *Redis) queueUser(ctx context.Context, p redis.Pipeliner, id string, seen bool) userCmds {
+	k := UserKey(id)
+	c := userCmds{
+		hash:   p.HGetAll(ctx, k),
+		recent: p.LRange(ctx, k+":recent", 0, -1),
+		vec:    p.Get(ctx, k+":vec"),
+	}
+	if seen {
+		c.seen = p.SMembers(ctx, k+":seen")
+	}
+	return c
+}
+
+func (c userCmds) user(id string) (User, bool, error) {
+	h, err := c.hash.Result()
+	if err != nil {
+		return User{}, false, err
+	}
+	if _, ok := h["n"]; !ok {
+		return User{}, false, nil
+	}
+	u := User{ID: id}
+	if u.Counters, err = parseCounters(h); err != nil {
+		return User{}, false, fmt.Errorf("user %q: %w", id, err)
+	}
+	if u.Recent, err = c.recent.Result(); err != nil {
+		return User{}, false, err
+	}
+	if len(u.Recent) == 0 {
+		u.Recent = nil
+	}
+	b, err := c.vec.Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return User{}, false, err
+	default:
+		if u.Vector, u.VectorVersion, err = decodeVector(b); err != nil {
+			return User{}, false, fmt.Errorf("user %q: %w", id, err)
+		}
+	}
+	return u, true, nil
+}
+
+// ignoreNil drops redis.Nil from a pipeline's error (a missing vector).
+func ignoreNil(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// User returns a user's features in one pipelined round trip.
+func (r *Redis) User(ctx context.Context, id string) (User, bool, error) {
+	p := r.c.Pipeline()
+	c := r.queueUser(ctx, p, id, false)
+	if _, err := p.Exec(ctx); ignoreNil(err) != nil {
+		return User{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
+	}
+	u, ok, err := c.user(id)
+	if err != nil {
+		return User{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
+	}
+	return u, ok, nil
+}
+
+// UserSeen returns a user's features and seen-set in one pipelined round
+// trip (HGETALL, LRANGE, GET vector, SMEMBERS; one slot).
+func (r *Redis) UserSeen(ctx context.Context, id string) (User, []string, bool, error) {
+	p := r.c.Pipeline()
+	c := r.queueUser(ctx, p, id, true)
+	if _, err := p.Exec(ctx); ignoreNil(err) != nil {
+		return User{}, nil, false, fmt.Errorf("features: redis: user %q: %w", id, err)
+	}
+	u, ok, err := c.user(id)
+	if err != nil || !ok {
+		if err != nil {
+			err = fmt.Errorf("features: redis: user %q: %w", id, err)
+		}
+		return User{}, nil, false, err
+	}
+	seen, err := c.seen.Result()
+	if err != nil {
+		return User{}, nil, false, fmt.Errorf("features: redis: user %q seen-set: %w", id, err)
+	}
+	return u, seen, true, nil
+}
+
+// Seen reports whether user has interacted with each of items.
+func (r *Redis) Seen(ctx context.Context, user string, items []string) ([]bool, error) {
+	if len(items) == 0 {
+		return []bool{}, nil
+	}
+	out, err := r.c.SMIsMember(ctx, UserKey(user)+":seen", toAny(items)...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("features: redis: seen of user %q: %w", user, err)
+	}
+	return out, nil
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, x := range s {
+		out[i] = x
+	}
+	return out
+}
+
+// Item returns an item's features.
+func (r *Redis) Item(ctx context.Context, id string) (Item, bool, error) {
+	h, err := r.c.HGetAll(ctx, ItemKey(id)).Result()
+	if err != nil {
+		return Item{}, false, fmt.Errorf("features: redis: item %q: %w", id, err)
+	}
+	if len(h) == 0 {
+		return Item{}, false, nil
+	}
+	it := Item{ID: id, Title: h["t"]}
+	if it.Counters, err = parseCounters(h); err != nil {
+		return Item{}, false, fmt.Errorf("features: redis: item %q: %w", id, err)
+	}
+	if s, ok := h["p"]; ok {
+		if it.Popularity, err = strconv.ParseFloat(s, 64); err != nil {
+			return Item{}, false, fmt.Errorf("features: redis: item %q popularity: %w", id, err)
+		}
+		pt, _ := strconv.ParseFloat(h["pt"], 64)
+		it.PopularityTS = int64(pt)
+	}
+	if c := h["c"]; c != "" {
+		it.Categories = strings.Split(c, catSep)
+	}
+	return it, true, nil
+}
+
+// Popular returns up to n items by popularity decayed to ts (Unix ms; ts <=
+// 0 means the last event time), optionally only those in category (scanning
+// at most the top 50,000 of the ranking).
+func (r *Redis) Popular(ctx context.Context, n int, category string, ts int64) ([]streamrec.Scored, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	p := r.c.Pipeline()
+	meta := p.HMGet(ctx, keyPopMeta, "t0", "hl", "lt")
+	var top *redis.ZSliceCmd
+	var cat *redis.Cmd
+	if category == "" {
+		top = p.ZRevRangeWithScores(ctx, keyPop, 0, int64(n-1))
+	} else {
+		cat = p.EvalSha(ctx, scriptPopular.sha, []string{keyPop, keyPopCats}, n, category, popularScan)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		if cat != nil && redis.HasErrorPrefix(cat.Err(), "NOSCRIPT") {
+			if lerr := r.loadScripts(ctx); lerr != nil {
+				return nil, lerr
+			}
+			return r.Popular(ctx, n, category, ts)
+		}
+		return nil, fmt.Errorf("features: redis: popular: %w", err)
+	}
+	mv := meta.Val()
+	num := func(i int) float64 {
+		if s, ok := mv[i].(string); ok {
+			f, _ := strconv.ParseFloat(s, 64)
+			return f
+		}
+		return 0
+	}
+	t0, hl, lt := num(0), num(1), num(2)
+	if hl <= 0 {
+		hl = r.hlMillis
+	}
+	if ts <= 0 {
+		ts = int64(lt)
+	}
+	scale := math.Exp2((t0 - float64(ts)) / hl)
+	var out []streamrec.Scored
+	if top != nil {
+		for _, z := range top.Val() {
+			id, _ := z.Member.(string)
+			out = append(out, streamrec.Scored{Item: id, Score: z.Score * scale})
+		}
+		return out, nil
+	}
+	vals, err := cat.Slice()
+	if err != nil {
+		return nil, fmt.Errorf("features: redis: popular in %q: %w", category, err)
+	}
+	for i := 0; i+1 < len(vals); i += 2 {
+		id, _ := vals[i].(string)
+		s, _ := vals[i+1].(string)
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("features: redis: popular score %q: %w", s, err)
+		}
+		out = append(out, streamrec.Scored{Item: id, Score: f * scale})
+	}
+	return out, nil
+}
+
+// Global returns the store-wide counters.
+func (r *Redis) Global(ctx context.Context) (Global, error) {
+	p := r.c.Pipeline()
+	h := p.HMGet(ctx, keyGlobal, "n", "ne", "es", "l")
+	users := p.SCard(ctx, keyUsers)
+	items := p.ZCard(ctx, keyPop)
+	if _, err := p.Exec(ctx); err != nil {
+		return Global{}, fmt.Errorf("features: redis: global: %w", err)
+	}
+	v := h.Val()
+	num := func(i int) float64 {
+		if s, ok := v[i].(string); ok {
+			f, _ := strconv.ParseFloat(s, 64)
+			return f
+		}
+		return 0
+	}
+	return Global{Events: int64(num(0)), Explicit: int64(num(1)), ExplicitSum: num(2), LastTS: int64(num(3)),
+		Users: users.Val(), Items: items.Val()}, nil
+}
+
+// EachUser calls fn for every live user, walking the global user set in
+// pages of 256 users read with one pipelined round trip each.
+func (r *Redis) EachUser(ctx context.Context, fn func(User) error) error {
+	var cursor uint64
+	done := map[string]bool{} // SSCAN may return an id more than once
+	for {
+		all, next, err := r.c.SScan(ctx, keyUsers, cursor, "", 256).Result()
+		if err != nil {
+			return fmt.Errorf("features: redis: scan users: %w", err)
+		}
+		ids := all[:0]
+		for _, id := range all {
+			if !done[id] {
+				done[id] = true
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			p := r.c.Pipeline()
+			cmds := make([]userCmds, len(ids))
+			for i, id := range ids {
+				cmds[i] = r.queueUser(ctx, p, id, false)
+			}
+			if _, err := p.Exec(ctx); ignoreNil(err) != nil {
+				return fmt.Errorf("features: redis: read users: %w", err)
+			}
+			for i, id := range ids {
+				u, ok, err := cmds[i].user(id)
+				if err != nil {
+					return fmt.Errorf("features: redis: %w", err)
+				}
+				if !ok {
+					continue // expired
+				}
+				if err := fn(u); err != nil {
+					return err
+				}
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
