@@ -29,13 +29,15 @@ type fakeModel struct {
 	version int64
 	items   []string // popularity order
 	cats    map[string][]string
+	titles  map[string]string
 }
 
 func newFakeModel(version int64, n int) *fakeModel {
-	m := &fakeModel{version: version, cats: map[string][]string{}}
+	m := &fakeModel{version: version, cats: map[string][]string{}, titles: map[string]string{}}
 	for i := 1; i <= n; i++ {
 		id := "i" + strconv.Itoa(i)
 		m.items = append(m.items, id)
+		m.titles[id] = "Title \"" + id + "\""
 		if i%2 == 0 {
 			m.cats[id] = []string{"Even"}
 		} else {
@@ -85,7 +87,7 @@ func (m *fakeModel) ItemInfo(item string) (string, []string, bool) {
 	if !ok {
 		return "", nil, false
 	}
-	return "Title \"" + item + "\"", c, true
+	return m.titles[item], c, true
 }
 
 // Fake blobs: "fake:VERSION:ITEMS"; anything else is corrupt.
