@@ -31,9 +31,9 @@ func (s *staticFeatures) Popular(context.Context, int, string, int64) ([]streamr
 // discard is a reusable ResponseWriter.
 type discard struct{ h http.Header }
 
-func (d *discard) Header() http.Header       { return d.h }
+func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discard) WriteHeader(int)           {}
+func (d *discard) WriteHeader(int)             {}
 
 // BenchmarkHandler measures the request path of the server itself (mux,
 // parsing, snapshot read, seen-set filter, JSON encoding, metrics) over an
