@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/streamrec/streamrec"
 )
@@ -588,3 +589,16 @@ func (m *Memory) EachUser(ctx context.Context, fn func(User) error) error {
 
 // Close releases nothing; the store stays usable.
 func (m *Memory) Close() error { return nil }
+
+// UserTTL is how long user id has left before it expires (0 for an unknown
+// or expired user), by the injected clock.
+func (m *Memory) UserTTL(ctx context.Context, id string) (time.Duration, error) {
+	now := m.cfg.Now().UnixNano()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	u, ok := m.users[id]
+	if !ok || u.c.Events == 0 || m.expired(u, now) {
+		return 0, nil
+	}
+	return time.Duration(int64(m.cfg.UserTTL) - (now - u.written)), nil
+}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -663,3 +664,20 @@ func (r *Redis) EachUser(ctx context.Context, fn func(User) error) error {
 		cursor = next
 	}
 }
+
+// UserTTL is how long user id's keys have left before they expire (0 for an
+// unknown user), by the Redis server's clock.
+func (r *Redis) UserTTL(ctx context.Context, id string) (time.Duration, error) {
+	d, err := r.c.PTTL(ctx, UserKey(id)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("features: redis: ttl of user %q: %w", id, err)
+	}
+	if d < 0 {
+		return 0, nil
+	}
+	return d, nil
+}
+
+// ServerClockTTL reports that TTLs follow the Redis server's clock, not
+// Config.Now.
+func (r *Redis) ServerClockTTL() bool { return true }
