@@ -9,12 +9,8 @@ import (
 var errNotBuilt = errors.New("not built yet")
 
 func runRun(ctx context.Context, args []string, env Env) error     { return errNotBuilt }
-func runBroker(ctx context.Context, args []string, env Env) error  { return errNotBuilt }
-func runIngest(ctx context.Context, args []string, env Env) error  { return errNotBuilt }
 func runLearn(ctx context.Context, args []string, env Env) error   { return errNotBuilt }
 func runServe(ctx context.Context, args []string, env Env) error   { return errNotBuilt }
-func runProduce(ctx context.Context, args []string, env Env) error { return errNotBuilt }
 func runInspect(ctx context.Context, args []string, env Env) error { return errNotBuilt }
 func runModel(ctx context.Context, args []string, env Env) error   { return errNotBuilt }
-func runReplay(ctx context.Context, args []string, env Env) error  { return errNotBuilt }
 func runTune(ctx context.Context, args []string, env Env) error    { return errNotBuilt }

@@ -213,3 +213,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	_, err := w.Write(buf.Bytes())
 	return err
 }
+
+func jsonIndent(dst *bytes.Buffer, src []byte) error {
+	if err := json.Indent(dst, src, "", "  "); err != nil {
+		return err
+	}
+	dst.WriteByte('\n')
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
@@ -30,6 +31,8 @@ type runner struct {
 	list  []string
 	ticks int
 	n     int64 // events processed
+	// values says the model predicts values (RMSE/MAE apply).
+	values bool
 }
 
 func (e *runEnv) newRunner(ctx context.Context, model string) (*runner, error) {
@@ -37,7 +40,7 @@ func (e *runEnv) newRunner(ctx context.Context, model string) (*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	r := &runner{cfg: e.cfg, model: m}
+	r := &runner{cfg: e.cfg, model: m, values: !slices.Contains(e.cfg.RankOnly, model)}
 	r.rec, _ = m.(learner.Recommender)
 	if err := r.resetStore(ctx, e); err != nil {
 		return nil, err
@@ -217,7 +220,7 @@ func (e *runEnv) prequential(ctx context.Context, t *task) (*outcome, error) {
 		ex := r.read(ev)
 		b := buckets.at(i)
 		scored := false
-		if ev.Kind == streamrec.Explicit {
+		if ev.Kind == streamrec.Explicit && r.values {
 			p := r.predict(r.model, ex)
 			o.reg.Add(p, ev.Value)
 			b.reg.Add(p, ev.Value)
@@ -330,7 +333,7 @@ func (e *runEnv) timesplit(ctx context.Context, t *task) (*outcome, error) {
 	for i := first; i < len(e.events); i++ {
 		ev := &e.events[i]
 		ex := r.read(ev)
-		if ev.Kind == streamrec.Explicit {
+		if ev.Kind == streamrec.Explicit && r.values {
 			pf := r.predict(frozen, ex)
 			po := r.predict(r.model, ex)
 			frozenB.at(i-first).reg.Add(pf, ev.Value)
@@ -394,7 +397,7 @@ func (e *runEnv) kfold(ctx context.Context, t *task) (*outcome, error) {
 			continue
 		}
 		ev := &e.events[i]
-		if ev.Kind == streamrec.Explicit {
+		if ev.Kind == streamrec.Explicit && r.values {
 			p := r.predict(r.model, r.read(ev))
 			o.reg.Add(p, ev.Value)
 		}

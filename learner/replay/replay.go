@@ -102,6 +102,9 @@ type Config struct {
 	// MaxRecent caps the recent items copied into each feature read
 	// (negative: all the store keeps).
 	MaxRecent int
+	// RankOnly names the models whose Predict is a relevance score rather
+	// than a value (pop, itemknn): they get no RMSE/MAE.
+	RankOnly []string
 	// Parallel bounds the goroutines; 0 means GOMAXPROCS.
 	Parallel int
 	// Buckets is the resolution of the metric series over the stream.
@@ -125,6 +128,7 @@ func DefaultConfig() Config {
 		Positive:  4,
 		MaxRecent: -1,
 		Buckets:   200,
+		RankOnly:  []string{"pop", "itemknn"},
 	}
 }
 
