@@ -51,7 +51,7 @@ func mustBinary(tb testing.TB) string {
 		if binErr != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", binPath, "./cmd/streamrec")
 		cmd.Dir = repoRoot
