@@ -67,4 +67,3 @@ func TestTrainerSyntheticMFBeatsPopularity(t *testing.T) {
 	_ = bytes.Equal
 	_ = errors.Is
 }
-
