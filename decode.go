@@ -103,6 +103,17 @@ func (d *Decoder) Decode(b []byte) (Event, error) {
 		return e, &DecodeError{Reason: ReasonInvalidUTF8, Msg: "message is not valid UTF-8"}
 	}
 	var w wireEvent
+	if !scanEvent(b, &w) {
+		return d.decodeSlow(b)
+	}
+	return d.validate(&w)
+}
+
+// decodeSlow decodes with encoding/json: the reference path, for every
+// message the fast scanner does not take.
+func (d *Decoder) decodeSlow(b []byte) (Event, error) {
+	var e Event
+	var w wireEvent
 	if err := json.Unmarshal(b, &w); err != nil {
 		if bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) && json.Valid(b) {
 			// Valid JSON of the wrong shape, e.g. a non-string context value.
@@ -110,6 +121,12 @@ func (d *Decoder) Decode(b []byte) (Event, error) {
 		}
 		return e, &DecodeError{Reason: ReasonMalformed, Msg: err.Error()}
 	}
+	return d.validate(&w)
+}
+
+// validate applies the contract's rules to the split message.
+func (d *Decoder) validate(w *wireEvent) (Event, error) {
+	var e Event
 	var err error
 	typ, err := stringField("type", w.Type, false)
 	if err != nil {
@@ -165,7 +182,9 @@ func stringField(name string, raw json.RawMessage, numbers bool) (string, error)
 	var s string
 	switch c := raw[0]; {
 	case c == '"':
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if p, ok := plainString(raw); ok {
+			s = p
+		} else if err := json.Unmarshal(raw, &s); err != nil {
 			return "", &DecodeError{Reason: ReasonInvalid, Field: name, Msg: err.Error()}
 		}
 	case numbers && (c == '-' || (c >= '0' && c <= '9')):
@@ -213,9 +232,11 @@ func ParseTimestamp(raw json.RawMessage) (int64, error) {
 		return 0, &DecodeError{Reason: ReasonMissing, Field: "ts", Msg: "required"}
 	}
 	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, &DecodeError{Reason: ReasonTimestamp, Field: "ts", Msg: err.Error()}
+		s, ok := plainString(raw)
+		if !ok {
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return 0, &DecodeError{Reason: ReasonTimestamp, Field: "ts", Msg: err.Error()}
+			}
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {

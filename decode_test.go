@@ -2,10 +2,12 @@ package streamrec_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/streamrec/streamrec"
 )
@@ -355,6 +357,22 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"view","user":1e3,"item":-2.5,"ts":978300760.125}`,
 		`{"type":"view","user":"u","item":"i","ts":253402300799.999}`,
 		`[1,2,3]`,
+		` { "type" : "view" , "user" : "u" , "item" : "i" , "ts" : 1e9 , "context" : { "a" : "b" } } `,
+		`{"type":"view","USER":"u","item":"i","ts":1}`,
+		`{"type":"view","user":"u","user":"v","item":"i","ts":1}`,
+		`{"type":"view","user":"u","item":"i","ts":1,"context":{"a":"b"},"context":{"c":"d"}}`,
+		`{"type":"view","user":"u","item":"i","ts":1,"context":{"a":"b","a":"c"}}`,
+		`{"type":"view","user":"u\u0041","item":"i","ts":"2001-01-01T00:00:00Z"}`,
+		`{"type":"view","user":01,"item":"i","ts":1}`,
+		`{"type":"view","user":1.,"item":-,"ts":1}`,
+		`{"type":"rating","user":"u","item":"i","value":4.5e0,"ts":1.5E+9}`,
+		`{"type":"view","user":"u","item":"i","ts":1,"context":null}`,
+		`{"type":"view","user":"u","item":"i","ts":1,"context":{}}`,
+		`{"type":"view","user":"u","item":"i","ts":1,"context":{"a":1}}`,
+		`{"type":"view","user":"u","item":"i","ts":1}{}`,
+		`{"type":"view","user":true,"item":null,"ts":false}`,
+		`{}`,
+		`{"type":"view","user":"u","item":"i","ts":1,}`,
 		"{\"type\":\"view\",\"user\":\"\xff\"}",
 	}
 	for _, s := range seeds {
@@ -376,6 +394,13 @@ func FuzzDecode(f *testing.F) {
 			mustDecodeError(t, err)
 		}
 		e, err := d.Decode(b)
+		// The fast path must agree with encoding/json on every input.
+		if len(b) <= d.MaxBytes && utf8.Valid(b) {
+			se, serr := streamrec.DecodeSlow(d, b)
+			if fmt.Sprint(err) != fmt.Sprint(serr) || !reflect.DeepEqual(e, se) {
+				t.Fatalf("fast and encoding/json paths disagree on %q\nfast %+v, %v\nslow %+v, %v", b, e, err, se, serr)
+			}
+		}
 		if err != nil {
 			mustDecodeError(t, err)
 			return
@@ -389,4 +414,30 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed the event\ninput %q\nre-encoded %s\n got %+v\nwant %+v", b, enc, back, e)
 		}
 	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	msg := []byte(`{"id":"e-81f2","type":"rating","user":"42","item":"1193","value":4.5,"ts":978300760,"context":{"device":"ios"}}`)
+	plain := []byte(`{"type":"rating","user":"196","item":"242","value":3,"ts":881250949}`)
+	d := streamrec.NewDecoder()
+	for _, bc := range []struct {
+		name string
+		msg  []byte
+		fn   func([]byte) (streamrec.Event, error)
+	}{
+		{"fast/context", msg, d.Decode},
+		{"fast/plain", plain, d.Decode},
+		{"encoding-json/context", msg, func(m []byte) (streamrec.Event, error) { return streamrec.DecodeSlow(d, m) }},
+		{"encoding-json/plain", plain, func(m []byte) (streamrec.Event, error) { return streamrec.DecodeSlow(d, m) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.msg)))
+			for i := 0; i < b.N; i++ {
+				if _, err := bc.fn(bc.msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

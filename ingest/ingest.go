@@ -130,7 +130,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	fctx, stopFetch := context.WithCancel(ctx)
-	msgs := make(chan kafka.Message, c.cfg.BatchSize)
+	msgs := make(chan decoded, c.cfg.BatchSize)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -164,8 +164,31 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// fetch feeds msgs until ctx ends or the reader closes.
-func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafka.Message) {
+// decoded is a fetched message with its decoding: one of an event, an
+// item, or the error that sends it to the DLQ.
+type decoded struct {
+	m    kafka.Message
+	e    streamrec.Event
+	it   streamrec.ItemMeta
+	item bool
+	err  error
+}
+
+// decode decodes a message of the events or items topic.
+func (c *Consumer) decode(m kafka.Message, d *decoded) {
+	d.m = m
+	if m.Topic == c.cfg.ItemsTopic && c.cfg.ItemsTopic != "" {
+		d.item = true
+		d.it, d.err = streamrec.DecodeItem(m.Value, c.cfg.MaxBytes)
+		return
+	}
+	d.e, d.err = c.dec.Decode(m.Value)
+	d.e.Pos = streamrec.Position{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
+}
+
+// fetch fetches and decodes messages into msgs (so that decoding runs
+// beside the store writes) until ctx ends or the reader closes.
+func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- decoded) {
 	defer close(msgs)
 	backoff := c.newBackoff()
 	for {
@@ -181,8 +204,10 @@ func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafka
 			continue
 		}
 		backoff.reset()
+		var d decoded
+		c.decode(m, &d)
 		select {
-		case msgs <- m:
+		case msgs <- d:
 		case <-ctx.Done():
 			return
 		}
@@ -190,7 +215,7 @@ func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafka
 }
 
 // loop gathers batches from msgs and flushes them.
-func (c *Consumer) loop(ctx, wctx context.Context, r *kafka.Reader, dlq *kafka.Writer, msgs <-chan kafka.Message) error {
+func (c *Consumer) loop(ctx, wctx context.Context, r *kafka.Reader, dlq *kafka.Writer, msgs <-chan decoded) error {
 	b := newBatch(c.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -211,11 +236,11 @@ func (c *Consumer) loop(ctx, wctx context.Context, r *kafka.Reader, dlq *kafka.W
 		// Take what is already there without waiting.
 		for b.n < c.cfg.BatchSize {
 			select {
-			case m, ok := <-msgs:
+			case d, ok := <-msgs:
 				if !ok {
 					return flush()
 				}
-				c.add(b, m)
+				c.add(b, &d)
 				continue
 			default:
 			}
@@ -241,11 +266,11 @@ func (c *Consumer) loop(ctx, wctx context.Context, r *kafka.Reader, dlq *kafka.W
 			wait = timer.C
 		}
 		select {
-		case m, ok := <-msgs:
+		case d, ok := <-msgs:
 			if !ok {
 				return flush()
 			}
-			c.add(b, m)
+			c.add(b, &d)
 		case <-wait:
 			if err := flush(); err != nil {
 				return err
@@ -284,7 +309,8 @@ func (b *batch) reset() {
 		0, b.events[:0], b.items[:0], b.dead[:0], b.reasons[:0], b.times[:0], b.commits[:0]
 }
 
-func (c *Consumer) add(b *batch, m kafka.Message) {
+func (c *Consumer) add(b *batch, d *decoded) {
+	m := &d.m
 	if b.n == 0 {
 		b.first = c.cfg.Now()
 	}
@@ -296,30 +322,24 @@ func (c *Consumer) add(b *batch, m kafka.Message) {
 	for i := range b.commits {
 		if b.commits[i].Partition == m.Partition && b.commits[i].Topic == m.Topic {
 			if m.Offset > b.commits[i].Offset {
-				b.commits[i] = commitOnly(m)
+				b.commits[i] = commitOnly(*m)
 			}
 			found = true
 			break
 		}
 	}
 	if !found {
-		b.commits = append(b.commits, commitOnly(m))
+		b.commits = append(b.commits, commitOnly(*m))
 	}
 
-	var err error
-	if m.Topic == c.cfg.ItemsTopic && c.cfg.ItemsTopic != "" {
-		var it streamrec.ItemMeta
-		if it, err = streamrec.DecodeItem(m.Value, c.cfg.MaxBytes); err == nil {
-			b.items = append(b.items, it)
-			return
-		}
-	} else {
-		var e streamrec.Event
-		if e, err = c.dec.Decode(m.Value); err == nil {
-			e.Pos = streamrec.Position{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}
-			b.events = append(b.events, e)
-			return
-		}
+	err := d.err
+	switch {
+	case err == nil && d.item:
+		b.items = append(b.items, d.it)
+		return
+	case err == nil:
+		b.events = append(b.events, d.e)
+		return
 	}
 	reason := streamrec.ReasonMalformed
 	var de *streamrec.DecodeError
