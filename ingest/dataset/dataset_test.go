@@ -408,3 +408,81 @@ func TestLongLineIsRejectedNotFatal(t *testing.T) {
 		t.Fatalf("events %d rejected %d, want 2 and 1", len(d.Events), d.Rejected)
 	}
 }
+
+func TestMovieLens1MFormat(t *testing.T) {
+	// ratings.dat and movies.dat as in MovieLens 1M: "::"-separated, latin-1.
+	dir := t.TempDir()
+	ratings := "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::9::11::978298414\n"
+	movies := "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)::Animation|Children's|Musical\n" +
+		"9::Caf\xe9 au Lait (1993)::Comedy\n"
+	if err := os.WriteFile(filepath.Join(dir, "ratings.dat"), []byte(ratings), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "movies.dat"), []byte(movies), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := load(t, "movielens:"+dir, dataset.Options{})
+	if len(d.Events) != 3 || d.Rejected != 1 {
+		t.Fatalf("events %d rejected %d (%v), want 3 and 1 (rating 11 is out of range)", len(d.Events), d.Rejected, d.Errors)
+	}
+	if e := d.Events[0]; e.User != "2" || e.Item != "1193" || e.Value != 4 || e.TS != 978298413000 {
+		t.Errorf("first event %+v", e)
+	}
+	checkOrder(t, d)
+	if m := itemByID(d, "9"); m == nil || m.Title != "Café au Lait (1993)" || !slices.Equal(m.Categories, []string{"Comedy"}) {
+		t.Errorf("item 9 = %+v", m)
+	}
+	if m := itemByID(d, "661"); m == nil || !slices.Equal(m.Categories, []string{"Animation", "Children's", "Musical"}) {
+		t.Errorf("item 661 = %+v", m)
+	}
+}
+
+func TestYooChooseTypeDefaultAndBadLines(t *testing.T) {
+	p := writeFile(t, "clicks.txt", "SessionId\tItemId\tTime\n1\t10\t1396437466.94\n1\t11\tnope\n2\t10\n3\t12\t1396437467\n")
+	d := load(t, "yoochoose:"+p, dataset.Options{TypeDefault: "click"})
+	if len(d.Events) != 2 || d.Rejected != 2 {
+		t.Fatalf("events %d rejected %d (%v)", len(d.Events), d.Rejected, d.Errors)
+	}
+	if e := d.Events[0]; e.Type != "click" || e.TS != 1396437466940 || e.User != "1" {
+		t.Errorf("first event %+v", e)
+	}
+}
+
+func BenchmarkLoadML100K(b *testing.B) {
+	dir := sharedData(b, "ml-100k")
+	ctx := context.Background()
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		d, err := dataset.Load(ctx, "movielens:"+dir, dataset.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(d.Events)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkLoadLatestSmall(b *testing.B) {
+	dir := sharedData(b, "ml-latest-small")
+	ctx := context.Background()
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		d, err := dataset.Load(ctx, "movielens:"+dir, dataset.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(d.Events)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkSynthetic(b *testing.B) {
+	b.ReportAllocs()
+	cfg := dataset.DefaultSyntheticConfig()
+	for b.Loop() {
+		dataset.Synthetic(cfg)
+	}
+	b.ReportMetric(float64(cfg.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -98,23 +98,30 @@ func loadJSONL(ctx context.Context, path string, o *Options) (*Data, error) {
 	}
 	defer file.Close()
 	d := &Data{Name: "jsonl:" + baseName(path)}
+	if err := readJSONL(ctx, d, file, baseName(path), o); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// readJSONL appends the events of r to d.
+func readJSONL(ctx context.Context, d *Data, r io.Reader, name string, o *Options) error {
 	dec := o.decoder()
-	lr := newLineReader(file)
-	name := baseName(path)
+	lr := newLineReader(r)
 	for {
 		line, err := lr.next()
 		if err == io.EOF {
-			return d, nil
+			return nil
 		}
 		if errors.Is(err, errLineTooLong) {
 			d.reject(lineError(name, lr.line, &streamrec.DecodeError{Reason: streamrec.ReasonOversized, Msg: err.Error()}))
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return err
 		}
 		if lr.line&0xffff == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -222,25 +229,32 @@ func loadCSV(ctx context.Context, path string, o *Options) (*Data, error) {
 	defer file.Close()
 	d := &Data{Name: "csv:" + baseName(path)}
 	p := &csvParser{m: m, sep: sep, defType: defType, b: newEventBuilder(o)}
+	if err := p.read(ctx, d, file, baseName(path), o.Header); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// read appends the events (and item metadata) of r to d.
+func (p *csvParser) read(ctx context.Context, d *Data, r io.Reader, name string, header bool) error {
 	items := map[string]int{} // item → index in d.Items
-	lr := newLineReader(file)
-	name := baseName(path)
+	lr := newLineReader(r)
 	for {
 		line, err := lr.next()
 		if err == io.EOF {
-			return d, nil
+			return nil
 		}
 		if errors.Is(err, errLineTooLong) {
 			d.reject(lineError(name, lr.line, err))
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return err
 		}
 		if lr.line&0xffff == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		if (o.Header && lr.line == 1) || len(bytes.TrimSpace(line)) == 0 {
+		if (header && lr.line == 1) || len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		e, meta, err := p.parse(line)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sort"
 	"strconv"
@@ -14,8 +15,6 @@ import (
 
 	"github.com/streamrec/streamrec"
 )
-
-type decodeFunc func([]byte) (streamrec.Event, error)
 
 // kafkaReadTimeout bounds the wait for one message below the high-water
 // mark (it only expires on offset gaps such as transaction markers).
@@ -53,12 +52,62 @@ func loadKafka(ctx context.Context, arg string, o *Options) (*Data, error) {
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
 	dec := o.decoder()
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !o.From.IsZero() {
+		from = o.From.UnixMilli()
+	}
+	if !o.To.IsZero() {
+		to = o.To.UnixMilli()
+	}
 	for _, p := range parts {
-		if err := readPartition(ctx, d, brokers, p, o, dec.Decode); err != nil {
+		err := readPartition(ctx, brokers, p, func(m kafka.Message) {
+			e, err := dec.Decode(m.Value)
+			switch {
+			case err != nil:
+				d.reject(fmt.Errorf("%s/%d@%d: %w", p.Topic, p.ID, m.Offset, err))
+			case e.TS >= from && e.TS < to: // finish filters too; this bounds memory
+				d.Events = append(d.Events, e)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if topic == streamrec.TopicEvents {
+		if err := loadKafkaItems(ctx, d, brokers); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// loadKafkaItems reads the catalogue from streamrec.items when that topic
+// exists; the latest record of an item wins.
+func loadKafkaItems(ctx context.Context, d *Data, brokers []string) error {
+	parts, err := lookupPartitions(ctx, brokers, streamrec.TopicItems)
+	if err != nil {
+		return nil // no catalogue topic: events only
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
+	index := map[string]int{}
+	for _, p := range parts {
+		err := readPartition(ctx, brokers, p, func(m kafka.Message) {
+			it, err := streamrec.DecodeItem(m.Value, streamrec.DefaultMaxBytes)
+			if err != nil {
+				return // a bad catalogue record is not an event; ingest dead-letters it
+			}
+			if i, ok := index[it.Item]; ok {
+				d.Items[i] = it
+				return
+			}
+			index[it.Item] = len(d.Items)
+			d.Items = append(d.Items, it)
+		})
+		if err != nil {
+			return fmt.Errorf("catalogue: %w", err)
+		}
+	}
+	return nil
 }
 
 func lookupPartitions(ctx context.Context, brokers []string, topic string) ([]kafka.Partition, error) {
@@ -78,7 +127,9 @@ func lookupPartitions(ctx context.Context, brokers []string, topic string) ([]ka
 	return nil, fmt.Errorf("look up partitions of %q: %w", topic, errors.Join(errs...))
 }
 
-func readPartition(ctx context.Context, d *Data, brokers []string, p kafka.Partition, o *Options, decode decodeFunc) error {
+// readPartition hands every record of a partition, from its first offset
+// up to the high-water mark at call time, to fn.
+func readPartition(ctx context.Context, brokers []string, p kafka.Partition, fn func(kafka.Message)) error {
 	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := kafka.DialLeader(dctx, "tcp", leader, p.Topic, p.ID)
@@ -119,16 +170,7 @@ func readPartition(ctx context.Context, d *Data, brokers []string, p kafka.Parti
 			}
 			return fmt.Errorf("partition %d: read at offset %d (high-water mark %d): %w", p.ID, r.Offset(), last, err)
 		}
-		e, err := decode(m.Value)
-		if err != nil {
-			d.reject(fmt.Errorf("%s/%d@%d: %w", p.Topic, p.ID, m.Offset, err))
-		} else {
-			if !o.From.IsZero() && e.TS < o.From.UnixMilli() || !o.To.IsZero() && e.TS >= o.To.UnixMilli() {
-				// Dropped here to keep memory to the range; finish filters too.
-			} else {
-				d.Events = append(d.Events, e)
-			}
-		}
+		fn(m)
 		if m.Offset >= last-1 {
 			return nil
 		}

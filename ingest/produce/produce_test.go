@@ -489,6 +489,34 @@ func TestKafkaRoundTrip(t *testing.T) {
 	}
 }
 
+func TestKafkaCatalogueReadBack(t *testing.T) {
+	addr := newBroker(t, streamrec.TopicEvents, streamrec.TopicItems)
+	d := synth(200)
+	o := produce.DefaultOptions()
+	o.Brokers = []string{addr}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := produce.Run(ctx, d, o, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	back, err := dataset.Load(ctx, "kafka:"+addr+"/"+streamrec.TopicEvents, dataset.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Events) != 200 || len(back.Items) != len(d.Items) {
+		t.Fatalf("read back %d events and %d items, want 200 and %d", len(back.Events), len(back.Items), len(d.Items))
+	}
+	want := map[string]string{}
+	for _, m := range d.Items {
+		want[m.Item] = m.Title + strings.Join(m.Categories, "|")
+	}
+	for _, m := range back.Items {
+		if got := m.Title + strings.Join(m.Categories, "|"); got != want[m.Item] {
+			t.Fatalf("item %s = %q, want %q", m.Item, got, want[m.Item])
+		}
+	}
+}
+
 func TestKafkaRateRealClock(t *testing.T) {
 	addr := newBroker(t, "t", "items")
 	o := produce.DefaultOptions()
@@ -505,3 +533,43 @@ func TestKafkaRateRealClock(t *testing.T) {
 		t.Fatalf("sent %d events in 1 s at rate 200", st.Events)
 	}
 }
+
+// BenchmarkProduceKfake publishes 100,000 synthetic events to an in-process
+// broker over the Kafka protocol.
+func BenchmarkProduceKfake(b *testing.B) {
+	addr := newBroker(b, "t", "items")
+	c := dataset.DefaultSyntheticConfig()
+	c.Events = 100_000
+	d, _ := dataset.Synthetic(c)
+	o := produce.DefaultOptions()
+	o.Brokers, o.Topic, o.ItemsTopic = []string{addr}, "t", "-"
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := produce.Run(ctx, d, o, zerolog.Nop()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(d.Events))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkEncode is the producer's per-event work without a broker.
+func BenchmarkEncode(b *testing.B) {
+	c := dataset.DefaultSyntheticConfig()
+	c.Events = 100_000
+	d, _ := dataset.Synthetic(c)
+	o := produce.DefaultOptions()
+	o.Writer, o.ItemsTopic = discard{}, "-"
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := produce.Run(ctx, d, o, zerolog.Nop()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(d.Events))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+type discard struct{}
+
+func (discard) WriteMessages(context.Context, ...kafka.Message) error { return nil }
