@@ -161,7 +161,7 @@ func (d *Data) finish(o *Options) {
 		}
 		d.Events = slices.DeleteFunc(d.Events, func(e streamrec.Event) bool { return e.TS < from || e.TS >= to })
 	}
-	sortEvents(d.Events)
+	d.Events = sortEvents(d.Events)
 	for i := range d.Events {
 		d.Events[i].Pos = streamrec.Position{Topic: ReplayTopic, Offset: int64(i)}
 	}
@@ -169,7 +169,7 @@ func (d *Data) finish(o *Options) {
 
 // sortEvents sorts by time, stable for ties. It sorts small (ts, index)
 // keys and permutes once, which beats a stable sort of the large structs.
-func sortEvents(evs []streamrec.Event) {
+func sortEvents(evs []streamrec.Event) []streamrec.Event {
 	sorted := true
 	for i := 1; i < len(evs); i++ {
 		if evs[i].TS < evs[i-1].TS {
@@ -178,7 +178,7 @@ func sortEvents(evs []streamrec.Event) {
 		}
 	}
 	if sorted {
-		return
+		return evs
 	}
 	type key struct {
 		ts int64
@@ -198,7 +198,7 @@ func sortEvents(evs []streamrec.Event) {
 	for j, k := range keys {
 		out[j] = evs[k.i]
 	}
-	copy(evs, out)
+	return out
 }
 
 // Load reads the data set named by spec. Lines that are not valid events

@@ -67,7 +67,7 @@ func loadMLRatings(ctx context.Context, d *Data, dir string, f mlFormat, o *Opti
 	}
 	defer file.Close()
 	if st, err := file.Stat(); err == nil {
-		d.Events = make([]streamrec.Event, 0, st.Size()/20)
+		d.Events = make([]streamrec.Event, 0, st.Size()/18) // ~20 bytes a line
 	}
 	typ := "rating"
 	if o.TypeDefault != "" {
