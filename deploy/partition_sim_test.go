@@ -114,10 +114,10 @@ func (m *simMF) learn(u, i int, r float32) {
 type mergeMode int
 
 const (
-	mergeNone  mergeMode = iota // never: k independent item models
-	mergeAvg                    // parameter averaging of the k copies
-	mergeDelta                  // the base plus the sum of every learner's change since the last merge
-	mergeDeltaMean              // the base plus the mean change of the learners that touched the item
+	mergeNone      mergeMode = iota // never: k independent item models
+	mergeAvg                        // parameter averaging of the k copies
+	mergeDelta                      // the base plus the sum of every learner's change since the last merge
+	mergeDeltaMean                  // the base plus the mean change of the learners that touched the item
 )
 
 func (m mergeMode) String() string {
