@@ -59,7 +59,11 @@ func loadKafka(ctx context.Context, arg string, o *Options) (*Data, error) {
 	if !o.To.IsZero() {
 		to = o.To.UnixMilli()
 	}
-	for _, p := range parts {
+	ranges, err := offsetRanges(ctx, parts)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ranges {
 		err := readPartition(ctx, brokers, p, func(m kafka.Message) {
 			e, err := dec.Decode(m.Value)
 			switch {
@@ -89,8 +93,12 @@ func loadKafkaItems(ctx context.Context, d *Data, brokers []string) error {
 		return nil // no catalogue topic: events only
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
+	ranges, err := offsetRanges(ctx, parts)
+	if err != nil {
+		return fmt.Errorf("catalogue: %w", err)
+	}
 	index := map[string]int{}
-	for _, p := range parts {
+	for _, p := range ranges {
 		err := readPartition(ctx, brokers, p, func(m kafka.Message) {
 			it, err := streamrec.DecodeItem(m.Value, streamrec.DefaultMaxBytes)
 			if err != nil {
@@ -127,21 +135,37 @@ func lookupPartitions(ctx context.Context, brokers []string, topic string) ([]ka
 	return nil, fmt.Errorf("look up partitions of %q: %w", topic, errors.Join(errs...))
 }
 
-// readPartition hands every record of a partition, from its first offset
-// up to the high-water mark at call time, to fn.
-func readPartition(ctx context.Context, brokers []string, p kafka.Partition, fn func(kafka.Message)) error {
-	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := kafka.DialLeader(dctx, "tcp", leader, p.Topic, p.ID)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("partition %d: dial leader %s: %w", p.ID, leader, err)
+// partitionRange is a partition with its offsets at call time.
+type partitionRange struct {
+	kafka.Partition
+	first, last int64 // last is the high-water mark (one past the newest)
+}
+
+// offsetRanges reads every partition's first offset and high-water mark up
+// front, so that the whole read is of the topic as it was at call time.
+func offsetRanges(ctx context.Context, parts []kafka.Partition) ([]partitionRange, error) {
+	out := make([]partitionRange, 0, len(parts))
+	for _, p := range parts {
+		leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := kafka.DialLeader(dctx, "tcp", leader, p.Topic, p.ID)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: dial leader %s: %w", p.ID, leader, err)
+		}
+		first, last, err := conn.ReadOffsets()
+		conn.Close()
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: read offsets: %w", p.ID, err)
+		}
+		out = append(out, partitionRange{p, first, last})
 	}
-	first, last, err := conn.ReadOffsets()
-	conn.Close()
-	if err != nil {
-		return fmt.Errorf("partition %d: read offsets: %w", p.ID, err)
-	}
+	return out, nil
+}
+
+// readPartition hands every record of a partition range to fn.
+func readPartition(ctx context.Context, brokers []string, p partitionRange, fn func(kafka.Message)) error {
+	first, last := p.first, p.last
 	if last <= first {
 		return nil
 	}
