@@ -17,13 +17,19 @@ func small(seed uint64) dataset.SyntheticConfig {
 	return c
 }
 
+func tiny(seed uint64) dataset.SyntheticConfig {
+	c := dataset.DefaultSyntheticConfig()
+	c.Users, c.Items, c.Events, c.Seed = 100, 200, 5000, seed
+	return c
+}
+
 func TestSyntheticDeterministic(t *testing.T) {
-	a, ta := dataset.Synthetic(small(7))
-	b, tb := dataset.Synthetic(small(7))
+	a, ta := dataset.Synthetic(tiny(7))
+	b, tb := dataset.Synthetic(tiny(7))
 	if !reflect.DeepEqual(a, b) || !reflect.DeepEqual(ta, tb) {
 		t.Fatal("same seed gave different data")
 	}
-	c, _ := dataset.Synthetic(small(8))
+	c, _ := dataset.Synthetic(tiny(8))
 	same := 0
 	for i := range a.Events {
 		if a.Events[i].User == c.Events[i].User && a.Events[i].Item == c.Events[i].Item {
@@ -34,11 +40,11 @@ func TestSyntheticDeterministic(t *testing.T) {
 		t.Fatalf("seeds 7 and 8 share %d of %d (user, item) positions", same, len(a.Events))
 	}
 	// The spec gives the same data as the struct.
-	d, err := dataset.Load(context.Background(), "synthetic:users=300,items=500,events=30000,seed=7", dataset.Options{})
+	d, err := dataset.Load(context.Background(), "synthetic:users=100,items=200,events=5000,seed=7", dataset.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(d.Events, a.Events) || d.Name != "synthetic:users=300,items=500,events=30000,seed=7" {
+	if !reflect.DeepEqual(d.Events, a.Events) || d.Name != "synthetic:users=100,items=200,events=5000,seed=7" {
 		t.Fatalf("spec and struct differ (name %q)", d.Name)
 	}
 }
