@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strings"
 )
 
 // memoryStateMagic starts a saved Memory state; the number is its format.
@@ -106,8 +108,10 @@ func (m *Memory) WriteTo(w io.Writer) (int64, error) {
 		for ii := range u.seen {
 			su.Seen = append(su.Seen, ii)
 		}
+		slices.Sort(su.Seen) // deterministic bytes: learner snapshots embed this state
 		st.Users = append(st.Users, su)
 	}
+	slices.SortFunc(st.Users, func(a, b stateUser) int { return strings.Compare(a.ID, b.ID) })
 	st.Global = stateGlobal{C: m.global.c, Marks: saveMarks(m.global.marks), Users: m.global.users, Items: m.global.items}
 	m.mu.RUnlock()
 

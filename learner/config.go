@@ -190,7 +190,7 @@ func (c *Config) Validate() error {
 }
 
 // Hash is a short, stable digest of the configuration, recorded in snapshots.
-func (c *Config) Hash() string {
+func (c Config) Hash() string {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return "unhashable"

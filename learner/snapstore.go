@@ -107,6 +107,16 @@ func (m *MemorySnapshots) Current(ctx context.Context) (int64, []byte, error) {
 	return m.current, b, nil
 }
 
+// CurrentVersion returns the current version without the blob.
+func (m *MemorySnapshots) CurrentVersion(ctx context.Context) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.blobs[m.current]; !ok {
+		return 0, ErrNoSnapshot
+	}
+	return m.current, nil
+}
+
 // Get implements SnapshotStore.
 func (m *MemorySnapshots) Get(ctx context.Context, version int64) ([]byte, error) {
 	m.mu.Lock()
@@ -251,7 +261,7 @@ func (r *RedisSnapshots) trim(ctx context.Context, current int64) error {
 
 // Current implements SnapshotStore.
 func (r *RedisSnapshots) Current(ctx context.Context) (int64, []byte, error) {
-	v, err := r.currentVersion(ctx)
+	v, err := r.CurrentVersion(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -259,7 +269,8 @@ func (r *RedisSnapshots) Current(ctx context.Context) (int64, []byte, error) {
 	return v, b, err
 }
 
-func (r *RedisSnapshots) currentVersion(ctx context.Context) (int64, error) {
+// CurrentVersion returns the current version without the blob.
+func (r *RedisSnapshots) CurrentVersion(ctx context.Context) (int64, error) {
 	v, err := r.rdb.Get(ctx, redisModelCurrent).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, ErrNoSnapshot
@@ -336,7 +347,7 @@ func (r *RedisSnapshots) Watch(ctx context.Context) <-chan int64 {
 		tick := time.NewTicker(r.Poll)
 		defer tick.Stop()
 		last := int64(-1)
-		if v, err := r.currentVersion(ctx); err == nil {
+		if v, err := r.CurrentVersion(ctx); err == nil {
 			last = v
 		}
 		emit := func(v int64) bool {
@@ -368,7 +379,7 @@ func (r *RedisSnapshots) Watch(ctx context.Context) <-chan int64 {
 					return
 				}
 			case <-tick.C:
-				v, err := r.currentVersion(ctx)
+				v, err := r.CurrentVersion(ctx)
 				if err != nil {
 					continue
 				}
@@ -379,4 +390,63 @@ func (r *RedisSnapshots) Watch(ctx context.Context) <-chan int64 {
 		}
 	}()
 	return out
+}
+
+// Loader keeps the newest good snapshot of a store: a blob that fails to
+// decode is rejected (and counted) and the previous snapshot stays in use.
+type Loader struct {
+	store   SnapshotStore
+	log     zerolog.Logger
+	mu      sync.RWMutex
+	cur     *Snapshot
+	version int64
+	// Rejected counts blobs that failed to decode.
+	rejected int64
+}
+
+// NewLoader returns a loader over store.
+func NewLoader(store SnapshotStore, log zerolog.Logger) *Loader {
+	return &Loader{store: store, log: log}
+}
+
+// Snapshot returns the snapshot in use (nil before the first good load).
+func (l *Loader) Snapshot() *Snapshot {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cur
+}
+
+// Rejected counts the blobs rejected so far.
+func (l *Loader) Rejected() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.rejected
+}
+
+// Refresh loads the store's current snapshot when its version differs from
+// the one in use. On a decode error the previous snapshot stays in use and
+// the error (wrapping ErrCorruptSnapshot) is returned.
+func (l *Loader) Refresh(ctx context.Context) error {
+	v, blob, err := l.store.Current(ctx)
+	if err != nil {
+		return err
+	}
+	l.mu.RLock()
+	same := l.cur != nil && v == l.version
+	l.mu.RUnlock()
+	if same {
+		return nil
+	}
+	s, err := DecodeSnapshot(blob)
+	if err != nil {
+		l.mu.Lock()
+		l.rejected++
+		l.mu.Unlock()
+		l.log.Error().Err(err).Int64("version", v).Msg("snapshot rejected; keeping the previous one")
+		return fmt.Errorf("snapshot version %d: %w", v, err)
+	}
+	l.mu.Lock()
+	l.cur, l.version = s, v
+	l.mu.Unlock()
+	return nil
 }

@@ -1,0 +1,234 @@
+package learner
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/streamrec/streamrec"
+	"github.com/streamrec/streamrec/features"
+)
+
+// ex builds an example; recent is the user's recent list before the event
+// (newest first), cats the item's categories.
+func ex(kind streamrec.Kind, user, item string, value float64, ts int64, recent []string, cats ...string) *Example {
+	w := 1.0
+	return &Example{
+		Event:  &streamrec.Event{Kind: kind, Weight: w, User: user, Item: item, Value: value, TS: ts},
+		User:   &features.User{ID: user, Recent: recent},
+		Item:   &features.Item{ID: item, Categories: cats},
+		Global: &features.Global{},
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-5 }
+
+func TestMeanByHand(t *testing.T) {
+	m := NewMean()
+	if got := m.Predict(ex(streamrec.Explicit, "u", "i", 0, 0, nil)); got != 0 {
+		t.Fatalf("empty mean predicts %g, want 0", got)
+	}
+	for _, v := range []float64{4, 2, 3} {
+		m.Learn(ex(streamrec.Explicit, "u", "i", v, 0, nil))
+	}
+	m.Learn(ex(streamrec.Implicit, "u", "i", 0, 0, nil)) // ignored
+	if got := m.Predict(ex(streamrec.Explicit, "x", "y", 0, 0, nil)); got != 3 {
+		t.Fatalf("mean predicts %g, want 3", got)
+	}
+}
+
+func TestBiasByHand(t *testing.T) {
+	b := NewBias(BiasConfig{LR: 0.5, Reg: 0})
+	b.Learn(ex(streamrec.Explicit, "u", "i", 4, 0, nil)) // sets the mean to 4, no step
+	// Second rating 2 of (u, j): prediction 4 + 0 + 0, error -2;
+	// b_u = 0.5·(-2) = -1, b_j = -1; mean becomes 3.
+	b.Learn(ex(streamrec.Explicit, "u", "j", 2, 0, nil))
+	if !near(float64(b.bu[0]), -1) || !near(float64(b.bi[1]), -1) {
+		t.Fatalf("b_u = %g, b_j = %g, want -1 and -1", b.bu[0], b.bi[1])
+	}
+	if got := b.Predict(ex(streamrec.Explicit, "u", "i", 0, 0, nil)); !near(got, 3-1+0) {
+		t.Fatalf("predict(u, i) = %g, want 2", got)
+	}
+	if got := b.Predict(ex(streamrec.Explicit, "new", "i", 0, 0, nil)); !near(got, 3) {
+		t.Fatalf("predict(new, i) = %g, want the mean 3", got)
+	}
+	// Predictions are clamped to the observed range [2, 4].
+	b.Learn(ex(streamrec.Explicit, "u", "j", 2, 0, nil))
+	b.Learn(ex(streamrec.Explicit, "u", "j", 2, 0, nil))
+	if got := b.Predict(ex(streamrec.Explicit, "u", "j", 0, 0, nil)); got < 2 {
+		t.Fatalf("predict = %g below the observed minimum 2", got)
+	}
+}
+
+func TestPopularityDecayByHand(t *testing.T) {
+	hl := time.Hour
+	p := NewPopularity(hl)
+	h := hl.Milliseconds()
+	p.Learn(ex(streamrec.Implicit, "u1", "a", 0, 0, nil, "Books"))
+	p.Learn(ex(streamrec.Implicit, "u2", "a", 0, 0, nil, "Books"))
+	p.Learn(ex(streamrec.Implicit, "u3", "b", 0, 2*h, nil, "Toys"))
+	// At 2h: a = 2·2^-2 = 0.5, b = 1. At 3h: a = 0.25, b = 0.5.
+	got := p.Recommend(&Query{TS: 3 * h}, 10, nil)
+	want := []streamrec.Scored{{Item: "b", Score: 0.5}, {Item: "a", Score: 0.25}}
+	if len(got) != 2 || got[0].Item != "b" || got[1].Item != "a" || !near(got[0].Score, 0.5) || !near(got[1].Score, 0.25) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := p.Recommend(&Query{TS: 3 * h, Category: "Books"}, 10, nil); len(got) != 1 || got[0].Item != "a" {
+		t.Fatalf("category Books: got %v, want [a]", got)
+	}
+	if got := p.Recommend(&Query{TS: 3 * h, Category: "Nope"}, 10, nil); len(got) != 0 {
+		t.Fatalf("unknown category: got %v, want none", got)
+	}
+	excl := func(it string) bool { return it == "b" }
+	if got := p.Recommend(&Query{TS: 3 * h, Exclude: excl}, 10, nil); len(got) != 1 || got[0].Item != "a" {
+		t.Fatalf("exclude b: got %v", got)
+	}
+	// Far-future events rebase the reference without changing the ranking.
+	p.Learn(ex(streamrec.Implicit, "u4", "a", 0, 100*h, nil))
+	got = p.Recommend(&Query{TS: 100 * h}, 1, nil)
+	if len(got) != 1 || got[0].Item != "a" || math.Abs(got[0].Score-1) > 1e-9 {
+		t.Fatalf("after rebase: got %v, want a with ~1", got)
+	}
+}
+
+func TestItemKNNCosineByHand(t *testing.T) {
+	m := NewItemKNN(KNNConfig{Window: 10, Neighbours: 10, Shrink: 0})
+	// u1: a then b; u2: a then b; u3: a then c. counts a=3, b=2, c=1;
+	// co(a,b)=2, co(a,c)=1 → cos(a,b)=2/√6, cos(a,c)=1/√3.
+	for _, u := range []struct{ id, second string }{{"u1", "b"}, {"u2", "b"}, {"u3", "c"}} {
+		m.Learn(ex(streamrec.Implicit, u.id, "a", 0, 0, nil))
+		m.Learn(ex(streamrec.Implicit, u.id, u.second, 0, 0, []string{"a"}))
+	}
+	// A repeat of a recent pair adds nothing.
+	m.Learn(ex(streamrec.Implicit, "u3", "a", 0, 0, []string{"c", "a"}))
+	got := m.Similar("a", 5, nil)
+	if len(got) != 2 || got[0].Item != "b" || got[1].Item != "c" ||
+		!near(got[0].Score, 2/math.Sqrt(6)) || !near(got[1].Score, 1/math.Sqrt(3)) {
+		t.Fatalf("similar(a) = %v", got)
+	}
+	// A session that saw b: recommends a (co-occurring), not b itself.
+	rec := m.Recommend(&Query{User: &features.User{ID: "new", Recent: []string{"b"}}}, 5, nil)
+	if len(rec) != 1 || rec[0].Item != "a" || !near(rec[0].Score, 2/math.Sqrt(6)) {
+		t.Fatalf("recommend from session [b] = %v", rec)
+	}
+	if got := m.Similar("zzz", 5, nil); len(got) != 0 {
+		t.Fatalf("unknown item similar = %v", got)
+	}
+	m.prepare() // snapshot path: the same answers from the neighbour lists
+	if got2 := m.Similar("a", 5, nil); !slices.Equal(got, got2) {
+		t.Fatalf("prepared similar %v != %v", got2, got)
+	}
+}
+
+func TestBoundedTopMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, k := range []int{1, 3, 10, 100} {
+		var tk boundedTop
+		tk.reset(k)
+		var all []topEntry
+		for i := range 500 {
+			s := float32(rng.IntN(50)) // many ties
+			tk.push(s, int32(i))
+			all = append(all, topEntry{s, int32(i)})
+		}
+		slices.SortFunc(all, func(a, b topEntry) int {
+			if rankedBelow(a, b) {
+				return 1
+			}
+			if rankedBelow(b, a) {
+				return -1
+			}
+			return 0
+		})
+		if got := tk.sorted(); !slices.Equal(got, all[:k]) {
+			t.Fatalf("k=%d: heap %v, sort %v", k, got, all[:k])
+		}
+	}
+}
+
+func TestMFFitsExplicitAndRanksImplicit(t *testing.T) {
+	cfg := DefaultConfig()
+	m := NewMF(cfg.MF, 1)
+	// Two user groups with opposite tastes over two item groups.
+	users := []string{"u0", "u1", "u2", "u3", "u4", "u5"}
+	items := []string{"a", "b", "c", "x", "y", "z"}
+	for range 200 {
+		for ui, u := range users {
+			for ii, it := range items {
+				v := 1.0
+				if (ui < 3) == (ii < 3) {
+					v = 5
+				}
+				m.Learn(ex(streamrec.Explicit, u, it, v, 0, nil))
+			}
+		}
+	}
+	for ui, u := range users {
+		for ii, it := range items {
+			want := 1.0
+			if (ui < 3) == (ii < 3) {
+				want = 5
+			}
+			if got := m.Predict(ex(streamrec.Explicit, u, it, 0, 0, nil)); math.Abs(got-want) > 0.5 {
+				t.Fatalf("predict(%s,%s) = %.2f, want %.0f", u, it, got, want)
+			}
+		}
+	}
+	rec := m.Recommend(&Query{User: &features.User{ID: "u0"}}, 3, nil)
+	for _, r := range rec {
+		if !slices.Contains(items[:3], r.Item) {
+			t.Fatalf("u0's top 3 %v holds %s from the other taste group", rec, r.Item)
+		}
+	}
+	if sim := m.Similar("a", 2, nil); len(sim) != 2 || !slices.Contains(items[:3], sim[0].Item) {
+		t.Fatalf("similar(a) = %v", sim)
+	}
+	// An unknown user with a session of x-group items is folded in.
+	rec = m.Recommend(&Query{User: &features.User{ID: "new", Recent: []string{"x", "y"}}}, 3, nil)
+	if len(rec) != 3 || !slices.Contains(items[3:], rec[0].Item) {
+		t.Fatalf("session fold-in recommends %v", rec)
+	}
+}
+
+// TestModelsRoundTrip trains every registered model a little, marshals it,
+// unmarshals into a fresh one and checks bytes and predictions agree; then
+// checks truncated blobs are rejected without panicking.
+func TestModelsRoundTrip(t *testing.T) {
+	d := synthetic(t, 40, 60, 800)
+	cfg := DefaultConfig()
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			tr := newTestTrainer(t, cfg, name)
+			train(t, tr, d)
+			m := tr.Models()[0]
+			b1, err := m.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m2, _ := New(name, cfg)
+			if err := m2.UnmarshalBinary(b1); err != nil {
+				t.Fatal(err)
+			}
+			b2, _ := m2.MarshalBinary()
+			if !bytes.Equal(b1, b2) {
+				t.Fatalf("re-marshalled %d bytes differ from the original %d", len(b2), len(b1))
+			}
+			e := d.Events[len(d.Events)-1]
+			ex := Example{Event: &e, User: &features.User{ID: e.User}, Item: &features.Item{ID: e.Item}, Global: &features.Global{}}
+			// The ranker alone keeps serving state outside its encoding (its
+			// owner's test covers its codec); every other model must agree.
+			if p1, p2 := m.Predict(&ex), m2.Predict(&ex); p1 != p2 && name != RankerName {
+				t.Fatalf("predictions differ after round trip: %g vs %g", p1, p2)
+			}
+			for _, n := range []int{0, 1, len(b1) / 3, len(b1) - 1} {
+				m3, _ := New(name, cfg)
+				if err := m3.UnmarshalBinary(b1[:n]); err == nil {
+					t.Fatalf("a blob truncated to %d of %d bytes was accepted", n, len(b1))
+				}
+			}
+		})
+	}
+}
