@@ -51,18 +51,8 @@ type Model interface {
 	ItemInfo(item string) (title string, categories []string, ok bool)
 }
 
-// ModelInfo describes a loaded snapshot (learner.SnapshotInfo's fields).
-type ModelInfo struct {
-	Version       int64              `json:"version"`
-	Created       time.Time          `json:"created"`
-	EventsTrained int64              `json:"events_trained"`
-	Offsets       map[string]int64   `json:"offsets,omitempty"`
-	ConfigHash    string             `json:"config_hash,omitempty"`
-	Metrics       map[string]float64 `json:"metrics"`
-	Size          int                `json:"size"`
-	Items         int                `json:"items"`
-	Users         int                `json:"users"`
-}
+// ModelInfo describes a loaded snapshot.
+type ModelInfo = learner.SnapshotInfo
 
 // DecodeFunc verifies a snapshot blob and builds a ready-to-serve Model. An
 // error means the blob is rejected and the serving model stays.

@@ -281,3 +281,5 @@ func (f *fixture) do(t testing.TB, method, path, body string, hdr ...string) (in
 	}
 	return resp.StatusCode, string(b)
 }
+
+func httptestServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

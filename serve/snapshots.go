@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/streamrec/streamrec/learner"
 )
 
 // loaded is one verified snapshot; requests read it through an
@@ -15,9 +17,9 @@ type loaded struct {
 	loadedAt time.Time
 }
 
-// ErrNoSnapshot is what a Snapshots may return when none is published yet
-// (learner's stores return learner.ErrNoSnapshot, which is recognised too).
-var ErrNoSnapshot = errors.New("no snapshot published")
+// ErrNoSnapshot is what a Snapshots returns (wrapped or not) when none is
+// published yet; it is learner's.
+var ErrNoSnapshot = learner.ErrNoSnapshot
 
 // isNoSnapshot tells "no snapshot published yet" apart from failures.
 func isNoSnapshot(err error) bool { return errors.Is(err, ErrNoSnapshot) }
