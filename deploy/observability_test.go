@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -169,7 +170,7 @@ func TestGrafanaProvisioning(t *testing.T) {
 			}
 			for _, tg := range p.Targets {
 				for _, m := range queryMetrics(tg.Expr) {
-					if !known[baseMetric(m, known)] {
+					if !known.has(m) && !known.has(baseMetric(m, known.names)) {
 						t.Errorf("panel %q queries %s, which no Go source registers", p.Title, m)
 					}
 				}
@@ -254,16 +255,42 @@ func TestQueryMetrics(t *testing.T) {
 // metricName is what a Prometheus metric name looks like in our sources.
 var metricName = regexp.MustCompile(`^streamrec_[a-z0-9_]+$`)
 
+// metricSuffix is what a metric name passed to a helper looks like.
+var metricSuffix = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// knownMetrics are the metric names the sources register: exact names and
+// patterns for names built at run time ("online_hr_at_"+strconv.Itoa(k)).
+type knownMetrics struct {
+	names    map[string]bool
+	patterns []*regexp.Regexp
+}
+
+func (k *knownMetrics) has(name string) bool {
+	if k.names[name] {
+		return true
+	}
+	for _, p := range k.patterns {
+		if p.MatchString(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // sourceMetricNames collects the metric names registered in the module's
 // non-test Go sources: string literals that are whole metric names, and
-// Namespace/Subsystem/Name fields of prometheus *Opts literals (with
-// constants resolved), plus the Go and process collectors' names.
-func sourceMetricNames(t *testing.T) map[string]bool {
+// Namespace/Subsystem/Name fields of prometheus *Opts literals (constants
+// resolved). When Name is a helper's parameter (g := func(name …) { …Opts{
+// Namespace: "streamrec", Subsystem: "learner", Name: name} }), every
+// name-like literal passed in the enclosing function counts, with
+// "prefix_"+expr taken as prefix followed by digits. The Go and process
+// collectors' names are added.
+func sourceMetricNames(t *testing.T) *knownMetrics {
 	t.Helper()
-	names := map[string]bool{
+	km := &knownMetrics{names: map[string]bool{
 		"up": true, "go_goroutines": true, "go_memstats_heap_alloc_bytes": true,
 		"process_cpu_seconds_total": true, "process_resident_memory_bytes": true,
-	}
+	}}
 	fset := token.NewFileSet()
 	consts := map[string]string{}
 	var files []*ast.File
@@ -319,50 +346,92 @@ func sourceMetricNames(t *testing.T) map[string]bool {
 		return ""
 	}
 	for _, f := range files {
-		ast.Inspect(f, func(n ast.Node) bool {
-			switch x := n.(type) {
-			case *ast.BasicLit:
-				if s, ok := stringLit(x); ok && metricName.MatchString(s) {
-					names[s] = true
-				}
-			case *ast.CompositeLit:
-				sel, ok := x.Type.(*ast.SelectorExpr)
-				if !ok || !strings.HasSuffix(sel.Sel.Name, "Opts") {
-					return true
-				}
-				var parts [3]string
-				for _, el := range x.Elts {
-					kv, ok := el.(*ast.KeyValueExpr)
-					if !ok {
-						continue
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			var helperPrefixes []string
+			ast.Inspect(decl, func(n ast.Node) bool {
+				switch x := n.(type) {
+				case *ast.BasicLit:
+					if s, ok := stringLit(x); ok && metricName.MatchString(s) {
+						km.names[s] = true
 					}
-					key, _ := kv.Key.(*ast.Ident)
-					if key == nil {
-						continue
+				case *ast.CompositeLit:
+					sel, ok := x.Type.(*ast.SelectorExpr)
+					if !ok || !strings.HasSuffix(sel.Sel.Name, "Opts") {
+						return true
 					}
-					switch key.Name {
-					case "Namespace":
-						parts[0] = str(kv.Value)
-					case "Subsystem":
-						parts[1] = str(kv.Value)
-					case "Name":
-						parts[2] = str(kv.Value)
-					}
-				}
-				if parts[2] != "" {
-					var nonEmpty []string
-					for _, p := range parts {
-						if p != "" {
-							nonEmpty = append(nonEmpty, p)
+					var parts [3]string
+					nameIsParam := false
+					for _, el := range x.Elts {
+						kv, ok := el.(*ast.KeyValueExpr)
+						if !ok {
+							continue
+						}
+						key, _ := kv.Key.(*ast.Ident)
+						if key == nil {
+							continue
+						}
+						switch key.Name {
+						case "Namespace":
+							parts[0] = str(kv.Value)
+						case "Subsystem":
+							parts[1] = str(kv.Value)
+						case "Name":
+							parts[2] = str(kv.Value)
+							_, nameIsParam = kv.Value.(*ast.Ident)
 						}
 					}
-					names[strings.Join(nonEmpty, "_")] = true
+					prefix := joinNonEmpty(parts[0], parts[1])
+					switch {
+					case parts[2] != "":
+						km.names[joinNonEmpty(prefix, parts[2])] = true
+					case nameIsParam && prefix != "" && !slices.Contains(helperPrefixes, prefix+"_"):
+						helperPrefixes = append(helperPrefixes, prefix+"_")
+					}
 				}
+				return true
+			})
+			if !ok || len(helperPrefixes) == 0 {
+				continue
 			}
-			return true
-		})
+			// Names handed to the helper inside this function.
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) == 0 {
+					return true
+				}
+				var name, pattern string
+				switch a := call.Args[0].(type) {
+				case *ast.BasicLit:
+					name, _ = stringLit(a)
+				case *ast.BinaryExpr:
+					if s, ok := stringLit(a.X); ok && a.Op == token.ADD {
+						pattern = s
+					}
+				}
+				for _, p := range helperPrefixes {
+					if metricSuffix.MatchString(name) {
+						km.names[p+name] = true
+					}
+					if metricSuffix.MatchString(pattern) {
+						km.patterns = append(km.patterns, regexp.MustCompile("^"+regexp.QuoteMeta(p+pattern)+"[0-9]+$"))
+					}
+				}
+				return true
+			})
+		}
 	}
-	return names
+	return km
+}
+
+func joinNonEmpty(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "_" + b
 }
 
 func stringLit(e ast.Expr) (string, bool) {
@@ -374,18 +443,28 @@ func stringLit(e ast.Expr) (string, bool) {
 	return s, err == nil
 }
 
-func TestSourceMetricNamesFindsIngest(t *testing.T) {
-	names := sourceMetricNames(t)
+func TestSourceMetricNames(t *testing.T) {
+	km := sourceMetricNames(t)
 	var ours []string
-	for n := range names {
+	for n := range km.names {
 		if strings.HasPrefix(n, "streamrec_") {
 			ours = append(ours, n)
 		}
 	}
 	sort.Strings(ours)
-	t.Logf("%d streamrec metrics in the sources: %s", len(ours), strings.Join(ours, " "))
-	if !names["streamrec_ingest_dlq_total"] {
-		t.Fatal("the scan misses streamrec_ingest_dlq_total, registered by ingest/metrics.go")
+	t.Logf("%d streamrec metrics in the sources: %s; patterns %v", len(ours), strings.Join(ours, " "), km.patterns)
+	for _, want := range []string{
+		"streamrec_ingest_dlq_total",           // a literal name (ingest/metrics.go)
+		"streamrec_learner_online_rmse",        // Namespace+Subsystem+helper argument (learner/stream.go)
+		"streamrec_learner_online_hr_at_10",    // "online_hr_at_"+strconv.Itoa(k)
+		"streamrec_serve_snapshot_age_seconds", // a GaugeFunc (serve/metrics.go)
+	} {
+		if !km.has(want) {
+			t.Errorf("the scan misses %s", want)
+		}
+	}
+	if km.has("streamrec_learner_no_such_metric") {
+		t.Error("the scan accepts a name nobody registers")
 	}
 }
 
