@@ -8,4 +8,3 @@ import (
 // Subcommands not built yet. Each moves to its own file when it is.
 var errNotBuilt = errors.New("not built yet")
 
-func runServe(ctx context.Context, args []string, env Env) error { return errNotBuilt }
