@@ -486,3 +486,10 @@ func BenchmarkSynthetic(b *testing.B) {
 	}
 	b.ReportMetric(float64(cfg.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+func TestCSVByteOrderMark(t *testing.T) {
+	d := load(t, "csv:"+writeFile(t, "bom.csv", "\xef\xbb\xbfu1,i1,10\r\n"), dataset.Options{Columns: "user,item,ts"})
+	if len(d.Events) != 1 || d.Events[0].User != "u1" {
+		t.Fatalf("events %+v", d.Events)
+	}
+}

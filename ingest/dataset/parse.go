@@ -29,10 +29,19 @@ func newLineReader(r io.Reader) *lineReader {
 	return &lineReader{r: bufio.NewReaderSize(r, 256<<10)}
 }
 
-// next returns the next line (valid until the following call), its 1-based
-// number, and errLineTooLong for an oversized line (which is skipped). It
-// returns io.EOF after the last line.
+// next returns the next line (valid until the following call; lr.line is
+// its 1-based number), without a UTF-8 byte-order mark on the first line,
+// and errLineTooLong for an oversized line (which is skipped). It returns
+// io.EOF after the last line.
 func (lr *lineReader) next() ([]byte, error) {
+	line, err := lr.read()
+	if lr.line == 1 && err == nil {
+		line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
+	}
+	return line, err
+}
+
+func (lr *lineReader) read() ([]byte, error) {
 	lr.buf = lr.buf[:0]
 	tooLong := false
 	for {
