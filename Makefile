@@ -26,3 +26,6 @@ lint:
 
 fuzz: ## run each decoder fuzz target for FUZZTIME (default 60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-60s} .
+
+results: build ## regenerate docs/results.md: replay --json on ../shared/data for every protocol (takes minutes)
+	$(GO) run ./learner/replay/cmd/results -bin bin/streamrec -out docs/results.md
