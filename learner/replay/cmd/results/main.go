@@ -198,10 +198,10 @@ var anchors = []anchor{
 // target is a line of the summary.
 type target struct {
 	run, metric, what string
-	bound           float64
-	lower           bool // lower is better
-	models          []string
-	anchor          string
+	bound             float64
+	lower             bool // lower is better
+	models            []string
+	anchor            string
 }
 
 var targets = []target{
