@@ -108,6 +108,7 @@ func FuzzCSVLine(f *testing.F) {
 func FuzzJSONL(f *testing.F) {
 	f.Add([]byte(`{"type":"rating","user":"1","item":"10","value":4,"ts":100}` + "\n" + `not json` + "\r\n\n" + `{"type":"view","user":2,"item":"x","ts":"2024-01-01T00:00:00Z"}`))
 	f.Add([]byte("{}\n[]\n\"\"\n"))
+	f.Add([]byte("\xef\xbb\xbf\n{}"))
 	f.Add([]byte("{\"type\":\"view\",\"user\":\"\xff\",\"item\":\"1\",\"ts\":1}"))
 	o := &Options{}
 	if err := o.normalise(); err != nil {
@@ -119,7 +120,7 @@ func FuzzJSONL(f *testing.F) {
 			t.Fatalf("read: %v", err)
 		}
 		lines := 0
-		for _, l := range bytes.Split(data, []byte("\n")) {
+		for _, l := range bytes.Split(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), []byte("\n")) {
 			if len(bytes.TrimSpace(trimEOL(l))) > 0 {
 				lines++
 			}
