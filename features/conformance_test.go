@@ -21,6 +21,12 @@ func TestMemoryConformance(t *testing.T) {
 
 func TestRedisConformance(t *testing.T) {
 	srv := redistest.Start(t)
+	t.Run("batched", func(t *testing.T) { redisConformance(t, srv, false) })
+	// One key group (one slot) per script call, as on Redis Cluster.
+	t.Run("single-slot", func(t *testing.T) { redisConformance(t, srv, true) })
+}
+
+func redisConformance(t *testing.T, srv *redistest.Server, singleSlot bool) {
 	client := srv.Client(t)
 	featurestest.Run(t, func(t *testing.T, cfg features.Config) features.Store {
 		ctx := context.Background()
@@ -32,6 +38,7 @@ func TestRedisConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.SingleSlotCalls(singleSlot)
 		return s
 	})
 }

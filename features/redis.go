@@ -60,19 +60,14 @@ type Redis struct {
 	ttlArg   string
 	hlArg    string
 	capArg   string
+	perGroup bool
 }
 
 var _ Store = (*Redis)(nil)
 
 var (
-	//go:embed lua/user.lua
-	luaUser string
-	//go:embed lua/item.lua
-	luaItem string
-	//go:embed lua/global.lua
-	luaGlobal string
-	//go:embed lua/pop.lua
-	luaPop string
+	//go:embed lua/apply.lua
+	luaApply string
 	//go:embed lua/popular.lua
 	luaPopular string
 )
@@ -87,24 +82,23 @@ func newScript(src string) script {
 }
 
 var (
-	scriptUser    = newScript(luaUser)
-	scriptItem    = newScript(luaItem)
-	scriptGlobal  = newScript(luaGlobal)
-	scriptPop     = newScript(luaPop)
+	scriptApply   = newScript(luaApply)
 	scriptPopular = newScript(luaPopular)
-	allScripts    = []script{scriptUser, scriptItem, scriptGlobal, scriptPop, scriptPopular}
+	allScripts    = []script{scriptApply, scriptPopular}
 )
 
 // Keys of the layout above.
 const (
-	keyGlobal   = "sr:{g}"
-	keyUsers    = "sr:{g}:users"
-	keyPop      = "sr:{pop}"
-	keyPopMeta  = "sr:{pop}:off"
-	keyPopCats  = "sr:{pop}:cat"
-	catSep      = "\x1f"
-	maxPerCall  = 1000  // events per script call (Lua unpack limits)
-	popularScan = 50000 // most ranking members Popular scans for a category
+	keyGlobal  = "sr:{g}"
+	keyUsers   = "sr:{g}:users"
+	keyPop     = "sr:{pop}"
+	keyPopMeta = "sr:{pop}:off"
+	keyPopCats = "sr:{pop}:cat"
+	catSep     = "\x1f"
+	maxPerCall = 1000 // events per script call (Lua unpack limits)
+	// eventsPerBatchCall is the chunk a single-node call applies at once.
+	eventsPerBatchCall = 256
+	popularScan        = 50000 // most ranking members Popular scans for a category
 )
 
 // escapeID makes id safe inside a hash tag.
@@ -184,105 +178,129 @@ func kindArg(k streamrec.Kind) string {
 	return "i"
 }
 
-// batchArgs are one Apply's script arguments, keyed by user and item.
-type batchArgs struct {
-	users     map[string][]any
-	userOrder []string
-	items     map[string][]any
-	itemOrder []string
-	global    []any
-	pop       []any
-	nGlobal   int
-	nPop      int
+// group is one key's (or the global/popularity keys') events of a chunk.
+type group struct {
+	typ  string // u, i, p, g (see lua/apply.lua)
+	keys []string
+	idx  []int // 0-based event numbers in the chunk
 }
 
-// Apply writes a batch with one pipelined round trip: one script call per
-// user, per item, and for the global counters and the popularity ranking
-// (longer runs are split into calls of 1000 events). The scripts skip events
-// at or below each key's mark for their partition, so a retried or
-// redelivered batch is safe. Errors are returned for the caller to retry.
+// Apply writes a batch with one pipelined round trip. Events are cut into
+// chunks of at most 1000; for each chunk every user, every item, the
+// popularity ranking and the global counters form a key group. On a single
+// node one script call applies a whole chunk; on a cluster (or any client
+// that is not a *redis.Client) each group is its own call, touching one slot.
+// The script skips events at or below each key's mark for their partition,
+// so a retried or redelivered batch is safe. Errors are returned for the
+// caller to retry.
 func (r *Redis) Apply(ctx context.Context, events []streamrec.Event) (ApplyResult, error) {
 	if len(events) == 0 {
 		return ApplyResult{}, nil
 	}
 	events = ordered(events)
-	b := r.args(events)
-	var res ApplyResult
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		var applied int
-		applied, err = r.exec(ctx, b)
+		applied, err = r.exec(ctx, events)
 		if err == nil {
-			res.Applied = applied
-			res.Duplicates = len(events) - applied
-			return res, nil
+			return ApplyResult{Applied: applied, Duplicates: len(events) - applied}, nil
 		}
-		if !redis.HasErrorPrefix(err, "NOSCRIPT") && !strings.Contains(err.Error(), "NOSCRIPT") {
+		if !strings.Contains(err.Error(), "NOSCRIPT") {
 			break
 		}
 		// Redis restarted or failed over without our scripts: load them
 		// and run the batch again (idempotent).
 		if lerr := r.loadScripts(ctx); lerr != nil {
-			return res, lerr
+			return ApplyResult{}, lerr
 		}
 	}
-	return res, fmt.Errorf("features: redis: apply %d events: %w", len(events), err)
+	return ApplyResult{}, fmt.Errorf("features: redis: apply %d events: %w", len(events), err)
 }
 
-func (r *Redis) args(events []streamrec.Event) *batchArgs {
-	b := &batchArgs{users: map[string][]any{}, items: map[string][]any{}}
-	for i := range events {
-		e := &events[i]
-		part, off := "", "0" // no identity: always applied (see order.go)
-		if e.Pos.Topic != "" {
-			part, off = PartitionKey(e.Pos), strconv.FormatInt(e.Pos.Offset, 10)
-		}
-		kind, w, v, ts := kindArg(e.Kind), fmtFloat(weight(e)), fmtFloat(e.Value), strconv.FormatInt(e.TS, 10)
-		ua, ok := b.users[e.User]
+// SingleSlotCalls makes every script call carry one key group (one slot), as
+// on Redis Cluster, even over a single-node client. Tests use it to run the
+// cluster path; it costs throughput.
+func (r *Redis) SingleSlotCalls(on bool) { r.perGroup = on }
+
+func (r *Redis) oneSlotPerCall() bool {
+	if r.perGroup {
+		return true
+	}
+	_, single := r.c.(*redis.Client)
+	return !single
+}
+
+// eventArgs appends the 8 script fields of e.
+func eventArgs(dst []any, e *streamrec.Event, parts map[partKey]string) []any {
+	part, off := "", "0" // no identity: always applied (see order.go)
+	if e.Pos.Topic != "" {
+		k := partKey{e.Pos.Topic, e.Pos.Partition}
+		p, ok := parts[k]
 		if !ok {
-			b.userOrder = append(b.userOrder, e.User)
+			p = PartitionKey(e.Pos)
+			parts[k] = p
 		}
-		b.users[e.User] = append(ua, part, off, kind, w, v, ts, e.Item)
-		ia, ok := b.items[e.Item]
-		if !ok {
-			b.itemOrder = append(b.itemOrder, e.Item)
-		}
-		b.items[e.Item] = append(ia, part, off, kind, w, v, ts)
-		b.global = append(b.global, part, off, kind, v, ts, e.User)
-		b.pop = append(b.pop, part, off, w, ts, e.Item)
+		part, off = p, strconv.FormatInt(e.Pos.Offset, 10)
 	}
-	return b
+	w, v := "1", "0"
+	if wt := weight(e); wt != 1 {
+		w = fmtFloat(wt)
+	}
+	if e.Kind == streamrec.Explicit {
+		v = fmtFloat(e.Value)
+	}
+	return append(dst, part, off, kindArg(e.Kind), w, v, strconv.FormatInt(e.TS, 10), e.User, e.Item)
 }
 
-// evalChunks queues s over args split into calls of at most maxPerCall
-// events of stride values each, after the fixed head arguments.
-func evalChunks(ctx context.Context, p redis.Pipeliner, s script, keys []string, head []any, args []any, stride int, cmds []*redis.Cmd) []*redis.Cmd {
-	for start := 0; start < len(args); start += maxPerCall * stride {
-		end := min(start+maxPerCall*stride, len(args))
-		a := make([]any, 0, len(head)+end-start)
-		a = append(append(a, head...), args[start:end]...)
-		cmds = append(cmds, p.EvalSha(ctx, s.sha, keys, a...))
-	}
-	return cmds
-}
-
-func (r *Redis) exec(ctx context.Context, b *batchArgs) (int, error) {
+func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error) {
 	p := r.c.Pipeline()
 	var cmds []*redis.Cmd
-	for _, id := range b.userOrder {
-		k := UserKey(id)
-		cmds = evalChunks(ctx, p, scriptUser, []string{k, k + ":recent", k + ":seen"},
-			[]any{r.capArg, r.ttlArg}, b.users[id], 7, cmds)
+	var global []bool // per result: does it count the global group
+	perGroup := r.oneSlotPerCall()
+	parts := map[partKey]string{}
+	now := r.cfg.Now().UnixMilli()
+	// A script blocks Redis while it runs: single-node calls stay short so
+	// serving reads interleave; single-slot calls are short anyway.
+	per := maxPerCall
+	if !perGroup {
+		per = eventsPerBatchCall
 	}
-	for _, id := range b.itemOrder {
-		cmds = evalChunks(ctx, p, scriptItem, []string{ItemKey(id)}, []any{r.hlArg}, b.items[id], 6, cmds)
+	for start := 0; start < len(events); start += per {
+		chunk := events[start:min(start+per, len(events))]
+		groups := r.groups(chunk)
+		head := []any{r.capArg, r.ttlArg, r.hlArg, now}
+		if !perGroup {
+			args := make([]any, 0, 4+8*len(chunk)+3*len(groups)+4*len(chunk))
+			args = append(append(args, head...), len(chunk))
+			for i := range chunk {
+				args = eventArgs(args, &chunk[i], parts)
+			}
+			var keys []string
+			for _, g := range groups {
+				args = append(args, g.typ, len(g.idx))
+				for _, i := range g.idx {
+					args = append(args, i+1)
+				}
+				keys = append(keys, g.keys...)
+			}
+			cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, keys, args...))
+			continue
+		}
+		for _, g := range groups {
+			args := make([]any, 0, 4+9*len(g.idx)+2)
+			args = append(append(args, head...), len(g.idx))
+			for _, i := range g.idx {
+				args = eventArgs(args, &chunk[i], parts)
+			}
+			args = append(args, g.typ, len(g.idx))
+			for j := range g.idx {
+				args = append(args, j+1)
+			}
+			cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, g.keys, args...))
+			global = append(global, g.typ == "g")
+		}
 	}
-	cmds = evalChunks(ctx, p, scriptPop, []string{keyPop, keyPopMeta}, []any{r.hlArg}, b.pop, 5, cmds)
-	nGlobal := len(cmds)
-	cmds = evalChunks(ctx, p, scriptGlobal, []string{keyGlobal, keyUsers}, nil, b.global, 6, cmds)
-	_, err := p.Exec(ctx)
-	if err != nil {
-		// Report the first command error (Exec returns the first one).
+	if _, err := p.Exec(ctx); err != nil {
 		for _, c := range cmds {
 			if c.Err() != nil {
 				return 0, c.Err()
@@ -291,14 +309,52 @@ func (r *Redis) exec(ctx context.Context, b *batchArgs) (int, error) {
 		return 0, err
 	}
 	applied := 0
-	for _, c := range cmds[nGlobal:] {
-		n, err := c.Int()
+	for i, c := range cmds {
+		res, err := c.Int64Slice()
 		if err != nil {
 			return 0, err
 		}
-		applied += n
+		if perGroup {
+			if global[i] && len(res) == 1 {
+				applied += int(res[0])
+			}
+			continue
+		}
+		// The global group is the last of each chunk's call.
+		if len(res) > 0 {
+			applied += int(res[len(res)-1])
+		}
 	}
 	return applied, nil
+}
+
+// groups forms the key groups of a chunk: users, items, popularity, global
+// (the global group last).
+func (r *Redis) groups(chunk []streamrec.Event) []group {
+	users, items := map[string]int{}, map[string]int{}
+	var out []group
+	all := make([]int, len(chunk))
+	for i := range chunk {
+		e := &chunk[i]
+		all[i] = i
+		gi, ok := users[e.User]
+		if !ok {
+			k := UserKey(e.User)
+			gi = len(out)
+			users[e.User] = gi
+			out = append(out, group{typ: "u", keys: []string{k, k + ":recent", k + ":seen"}})
+		}
+		out[gi].idx = append(out[gi].idx, i)
+		gi, ok = items[e.Item]
+		if !ok {
+			gi = len(out)
+			items[e.Item] = gi
+			out = append(out, group{typ: "i", keys: []string{ItemKey(e.Item)}})
+		}
+		out[gi].idx = append(out[gi].idx, i)
+	}
+	out = append(out, group{typ: "p", keys: []string{keyPop, keyPopMeta}, idx: all})
+	return append(out, group{typ: "g", keys: []string{keyGlobal, keyUsers}, idx: all})
 }
 
 // PutItems stores item metadata in the item hashes and the categories beside

@@ -1,0 +1,286 @@
+-- Applies a batch of events exactly once per key and source partition.
+--
+-- ARGV: 1 recent cap, 2 user TTL (ms), 3 popularity half-life (ms), 4 the
+-- writer's wall clock (Unix ms), 5 number of events E, then E events of 8 fields each: partition ("topic/partition",
+-- "" = no identity: always applied), offset, kind ("e" explicit, "i"
+-- implicit), weight, value, ts (Unix ms), user, item. Then key groups, each:
+-- type, k, then k event numbers (1-based, in offset order within a
+-- partition). KEYS are consumed in group order:
+--   u  user hash, recent list, seen set   (hash tag {u:<id>})
+--   i  item hash                          (hash tag {i:<id>})
+--   p  popularity zset, its meta hash     (hash tag {pop})
+--   g  global hash, user set              (hash tag {g})
+-- On Redis Cluster each call carries one group, so it touches one slot; on a
+-- single node a call carries many groups to save per-call overhead.
+--
+-- Every key keeps, per partition, the highest offset applied to it (field
+-- o:<partition>); an event changes a key only when its offset is above it.
+-- Numbers are handed to Redis as Lua numbers, which Redis writes in a form
+-- that round-trips doubles exactly.
+--
+-- Per-user keys get their TTL refreshed when the hash's refresh stamp (field
+-- x, writer's wall clock) is older than 1% of the TTL (under a day for 90
+-- days), not on every write: PEXPIRE is the costliest part of a user write.
+--
+-- Returns, per group, the number of events it applied.
+local cap, ttl, hl, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local nev = tonumber(ARGV[5])
+local EV = 5
+local function fmt(x) return x end
+local function num(s) return tonumber(s or '0') or 0 end
+
+-- Reads the counter fields plus the marks of the group's partitions in one
+-- HMGET. Returns the values, the marks table and the field count.
+local function load(h, fields, idx)
+  local nf = #fields
+  local parts = {}
+  for _, e in ipairs(idx) do
+    local p = ARGV[EV + (e - 1) * 8 + 1]
+    if p ~= '' and parts[p] == nil then
+      parts[p] = true
+      fields[#fields + 1] = 'o:' .. p
+    end
+  end
+  local cur = redis.call('HMGET', h, unpack(fields))
+  local marks = {}
+  for k = nf + 1, #fields do
+    marks[string.sub(fields[k], 3)] = tonumber(cur[k] or '-1')
+  end
+  return cur, marks
+end
+
+-- fresh reports whether event e is above its partition's mark and raises it.
+local function fresh(e, marks, dirty)
+  local b = EV + (e - 1) * 8
+  local p = ARGV[b + 1]
+  if p == '' then return true end
+  local off = tonumber(ARGV[b + 2])
+  if off > marks[p] then
+    marks[p] = off
+    dirty[p] = true
+    return true
+  end
+  return false
+end
+
+local function add_marks(fields, marks, dirty)
+  for p in pairs(dirty) do
+    fields[#fields + 1] = 'o:' .. p
+    fields[#fields + 1] = fmt(marks[p])
+  end
+end
+
+local function counters(cur)
+  return {n = num(cur[1]), ne = num(cur[2]), ni = num(cur[3]), es = num(cur[4]), iw = num(cur[5]),
+    f = num(cur[6]), l = num(cur[7])}
+end
+
+local function count(c, b)
+  local ts = tonumber(ARGV[b + 6])
+  c.n = c.n + 1
+  if ARGV[b + 3] == 'e' then
+    c.ne = c.ne + 1
+    c.es = c.es + tonumber(ARGV[b + 5])
+  else
+    c.ni = c.ni + 1
+    c.iw = c.iw + tonumber(ARGV[b + 4])
+  end
+  if c.f == 0 or ts < c.f then c.f = ts end
+  if ts > c.l then c.l = ts end
+end
+
+local function counter_fields(c)
+  return {'n', fmt(c.n), 'ne', fmt(c.ne), 'ni', fmt(c.ni), 'es', fmt(c.es), 'iw', fmt(c.iw), 'f', fmt(c.f), 'l', fmt(c.l)}
+end
+
+local function apply_user(h, rk, sk, idx)
+  local cur, marks = load(h, {'n', 'ne', 'ni', 'es', 'iw', 'f', 'l', 'x'}, idx)
+  local c = counters(cur)
+  local stamp = num(cur[8])
+  local dirty, items = {}, {}
+  for _, e in ipairs(idx) do
+    if fresh(e, marks, dirty) then
+      local b = EV + (e - 1) * 8
+      count(c, b)
+      items[#items + 1] = ARGV[b + 8]
+    end
+  end
+  if #items == 0 then return 0 end
+  -- Distinct applied items, newest first; pushed oldest first.
+  local distinct, have = {}, {}
+  for k = #items, 1, -1 do
+    local it = items[k]
+    if not have[it] then
+      have[it] = true
+      distinct[#distinct + 1] = it
+    end
+  end
+  local push = {}
+  for k = #distinct, 1, -1 do
+    local it = distinct[k]
+    -- An item already seen may be in the list: move it to the front.
+    if redis.call('SADD', sk, it) == 0 then redis.call('LREM', rk, 0, it) end
+    push[#push + 1] = it
+  end
+  local len = redis.call('LPUSH', rk, unpack(push))
+  if len > cap then
+    redis.call('LTRIM', rk, 0, cap - 1)
+  end
+  local fields = counter_fields(c)
+  add_marks(fields, marks, dirty)
+  local refresh = now - stamp > ttl / 100
+  if refresh then
+    fields[#fields + 1] = 'x'
+    fields[#fields + 1] = now
+  end
+  redis.call('HSET', h, unpack(fields))
+  if refresh then
+    redis.call('PEXPIRE', h, ttl)
+    redis.call('PEXPIRE', rk, ttl)
+    redis.call('PEXPIRE', sk, ttl)
+  elseif len == #push then
+    -- The list was recreated (LREM emptied it): give it its TTL back.
+    redis.call('PEXPIRE', rk, redis.call('PTTL', h))
+  end
+  return #items
+end
+
+-- Item popularity p is the weight sum decayed with the half-life to pt:
+-- p·2^(-(ts-pt)/hl) + w for a newer event, p + w·2^(-(pt-ts)/hl) for an
+-- older one.
+local function apply_item(h, idx)
+  local cur, marks = load(h, {'n', 'ne', 'ni', 'es', 'iw', 'f', 'l', 'p', 'pt'}, idx)
+  local c = counters(cur)
+  local p, pt = num(cur[8]), num(cur[9])
+  local dirty, applied = {}, 0
+  for _, e in ipairs(idx) do
+    if fresh(e, marks, dirty) then
+      local b = EV + (e - 1) * 8
+      local w, ts = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
+      if c.n == 0 or ts >= pt then
+        if c.n > 0 and ts > pt then p = p * 2 ^ (-(ts - pt) / hl) end
+        p = p + w
+        pt = ts
+      else
+        p = p + w * 2 ^ (-(pt - ts) / hl)
+      end
+      count(c, b)
+      applied = applied + 1
+    end
+  end
+  if applied == 0 then return 0 end
+  local fields = counter_fields(c)
+  fields[#fields + 1] = 'p'
+  fields[#fields + 1] = fmt(p)
+  fields[#fields + 1] = 'pt'
+  fields[#fields + 1] = fmt(pt)
+  add_marks(fields, marks, dirty)
+  redis.call('HSET', h, unpack(fields))
+  return applied
+end
+
+-- Popularity ranking: score = Σ w·2^((ts-t0)/hl). When a batch would pass
+-- 700 half-lives after t0, every score is rescaled to a new t0 first, so
+-- doubles never overflow; events ~1000 half-lives before t0 add 0.
+local function apply_pop(z, h, idx)
+  local cur, marks = load(h, {'t0', 'lt'}, idx)
+  local t0, lt = tonumber(cur[1] or ''), num(cur[2])
+  local dirty, todo, maxts = {}, {}, nil
+  for _, e in ipairs(idx) do
+    if fresh(e, marks, dirty) then
+      local ts = tonumber(ARGV[EV + (e - 1) * 8 + 6])
+      todo[#todo + 1] = e
+      if maxts == nil or ts > maxts then maxts = ts end
+    end
+  end
+  if #todo == 0 then return 0 end
+  if t0 == nil then t0 = maxts end
+  if (maxts - t0) / hl > 700 then
+    local factor = 2 ^ (-(maxts - t0) / hl)
+    local all = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
+    for k = 1, #all, 2000 do
+      local args = {}
+      for j = k, math.min(k + 1999, #all), 2 do
+        args[#args + 1] = fmt(tonumber(all[j + 1]) * factor)
+        args[#args + 1] = all[j]
+      end
+      redis.call('ZADD', z, unpack(args))
+    end
+    t0 = maxts
+  end
+  local inc, order = {}, {}
+  for _, e in ipairs(todo) do
+    local b = EV + (e - 1) * 8
+    local w, ts, it = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6]), ARGV[b + 8]
+    if inc[it] == nil then
+      inc[it] = 0
+      order[#order + 1] = it
+    end
+    inc[it] = inc[it] + w * 2 ^ ((ts - t0) / hl)
+  end
+  for _, it in ipairs(order) do
+    redis.call('ZINCRBY', z, fmt(inc[it]), it)
+  end
+  if maxts > lt then lt = maxts end
+  local fields = {'t0', fmt(t0), 'hl', fmt(hl), 'lt', fmt(lt)}
+  add_marks(fields, marks, dirty)
+  redis.call('HSET', h, unpack(fields))
+  return #todo
+end
+
+local function apply_global(h, us, idx)
+  local cur, marks = load(h, {'n', 'ne', 'es', 'l'}, idx)
+  local n, ne, es, l = num(cur[1]), num(cur[2]), num(cur[3]), num(cur[4])
+  local dirty, users, have, applied = {}, {}, {}, 0
+  for _, e in ipairs(idx) do
+    if fresh(e, marks, dirty) then
+      local b = EV + (e - 1) * 8
+      n = n + 1
+      if ARGV[b + 3] == 'e' then
+        ne = ne + 1
+        es = es + tonumber(ARGV[b + 5])
+      end
+      local ts = tonumber(ARGV[b + 6])
+      if ts > l then l = ts end
+      local u = ARGV[b + 7]
+      if not have[u] then
+        have[u] = true
+        users[#users + 1] = u
+      end
+      applied = applied + 1
+    end
+  end
+  if applied == 0 then return 0 end
+  local fields = {'n', fmt(n), 'ne', fmt(ne), 'es', fmt(es), 'l', fmt(l)}
+  add_marks(fields, marks, dirty)
+  redis.call('HSET', h, unpack(fields))
+  for k = 1, #users, 1000 do
+    redis.call('SADD', us, unpack(users, k, math.min(k + 999, #users)))
+  end
+  return applied
+end
+
+local out = {}
+local a, ki = EV + nev * 8 + 1, 1
+while a <= #ARGV do
+  local typ, k = ARGV[a], tonumber(ARGV[a + 1])
+  local idx = {}
+  for j = 1, k do idx[j] = tonumber(ARGV[a + 1 + j]) end
+  a = a + 2 + k
+  if typ == 'u' then
+    out[#out + 1] = apply_user(KEYS[ki], KEYS[ki + 1], KEYS[ki + 2], idx)
+    ki = ki + 3
+  elseif typ == 'i' then
+    out[#out + 1] = apply_item(KEYS[ki], idx)
+    ki = ki + 1
+  elseif typ == 'p' then
+    out[#out + 1] = apply_pop(KEYS[ki], KEYS[ki + 1], idx)
+    ki = ki + 2
+  elseif typ == 'g' then
+    out[#out + 1] = apply_global(KEYS[ki], KEYS[ki + 1], idx)
+    ki = ki + 2
+  else
+    return redis.error_reply('ERR streamrec apply: unknown group type ' .. tostring(typ))
+  end
+end
+return out
