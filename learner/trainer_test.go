@@ -1,9 +1,6 @@
 package learner
 
 import (
-	"bytes"
-	"errors"
-	"math"
 	"testing"
 	"time"
 
@@ -49,21 +46,35 @@ func train(tb testing.TB, tr *Trainer, d *dataset.Data) {
 	}
 }
 
-func TestTrainerSyntheticMFBeatsPopularity(t *testing.T) {
-	d := synthetic(t, 300, 500, 30000)
+// TestMFBeatsPopularityOnPlantedClusters: on the synthetic generator's
+// planted taste clusters, MF must rank clearly better than popularity and
+// rate better than the global mean.
+func TestMFBeatsPopularityOnPlantedClusters(t *testing.T) {
+	d := synthetic(t, 200, 300, 12000)
 	cfg := DefaultConfig()
-	cfg.Window = 100000
-	tr := newTestTrainer(t, cfg, "pop", "mf", "itemknn", "bias", "mean")
+	cfg.Window = 1 << 20 // whole-stream figures
+	tr := newTestTrainer(t, cfg, "pop", "mf", "mean")
 	train(t, tr, d)
-	byName := map[string]ModelMetrics{}
-	for _, mm := range tr.Metrics() {
-		t.Logf("%-8s rmse %.4f hr@10 %.4f (explicit %d, hr evaluated %d)", mm.Model, mm.RMSEAll, mm.HRAll, mm.Explicit, mm.HREvaluated)
-		byName[mm.Model] = mm
-	}
 	if tr.Events() != int64(len(d.Events)) {
 		t.Fatalf("trained %d events, want %d", tr.Events(), len(d.Events))
 	}
-	_ = math.NaN
-	_ = bytes.Equal
-	_ = errors.Is
+	by := map[string]ModelMetrics{}
+	for _, mm := range tr.Metrics() {
+		t.Logf("%-5s rmse %.4f hr@10 %.4f (explicit %d, hr evaluated %d)", mm.Model, mm.RMSEAll, mm.HRAll, mm.Explicit, mm.HREvaluated)
+		by[mm.Model] = mm
+	}
+	pop, mf, mean := by["pop"], by["mf"], by["mean"]
+	if mf.HREvaluated < 2000 {
+		t.Fatalf("only %d HR evaluations", mf.HREvaluated)
+	}
+	// Margins: with n ≥ 2000 evaluations at HR ≈ 0.2 the standard error of
+	// each HR is ≈ 0.009, so 0.04 is over 3 standard errors of the
+	// difference; the measured gap is larger still (see the log). RMSE is
+	// over ~2,400 ratings; the gap to the mean is several times 0.05.
+	if mf.HRAll < pop.HRAll+0.04 {
+		t.Errorf("MF HR@10 %.4f does not beat popularity %.4f by 0.04", mf.HRAll, pop.HRAll)
+	}
+	if mf.RMSEAll > mean.RMSEAll-0.05 {
+		t.Errorf("MF RMSE %.4f does not beat the global mean %.4f by 0.05", mf.RMSEAll, mean.RMSEAll)
+	}
 }
