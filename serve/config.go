@@ -3,6 +3,7 @@ package serve
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -67,7 +68,7 @@ func (c *Config) Validate() error {
 	if c.Addr == "" {
 		bad("addr is empty")
 	}
-	if c.AdminAddr != "" && c.AdminAddr == c.Addr {
+	if c.AdminAddr != "" && c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
 		bad("admin addr %q equals addr", c.AdminAddr)
 	}
 	if c.MaxBodyBytes <= 0 {

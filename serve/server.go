@@ -241,14 +241,23 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln, admin)
 }
 
-// Serve is Run on listeners the caller opened (admin may be nil).
+// Serve is Run on listeners the caller opened (admin may be nil; it serves
+// Deps.Admin).
 func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
+	return s.ServeWithAdmin(ctx, ln, admin, s.deps.Admin)
+}
+
+// ServeWithAdmin is Serve with the admin handler given here.
+func (s *Server) ServeWithAdmin(ctx context.Context, ln, admin net.Listener, adminHandler http.Handler) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	servers := []*http.Server{s.httpServer(s.handler)}
 	lns := []net.Listener{ln}
 	if admin != nil {
-		servers = append(servers, s.httpServer(s.deps.Admin))
+		if adminHandler == nil {
+			adminHandler = http.NotFoundHandler()
+		}
+		servers = append(servers, s.httpServer(adminHandler))
 		lns = append(lns, admin)
 	}
 	errc := make(chan error, len(servers)+1)

@@ -170,3 +170,29 @@ func waitVersionWithin(t *testing.T, s *Server, v int64, d time.Duration) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestVersionProbe: with a probe, polling fetches a blob only when the
+// version changed.
+func TestVersionProbe(t *testing.T) {
+	src := &fakeSnapshots{}
+	src.publish(1, fakeBlob(1, 3))
+	probe := WithVersionProbe(src, func(ctx context.Context) (int64, error) {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.version, nil
+	})
+	f := newFixture(t, func(c *Config, d *Deps) { c.PollInterval = 2 * time.Millisecond; d.Snapshots = probe })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.srv.RunSnapshots(ctx)
+	waitVersion(t, f.srv, 1)
+	time.Sleep(40 * time.Millisecond) // ~20 polls
+	if n := src.fetches.Load(); n != 1 {
+		t.Fatalf("%d blob fetches for one version, want 1", n)
+	}
+	src.publish(2, fakeBlob(2, 3))
+	waitVersion(t, f.srv, 2)
+	if n := src.fetches.Load(); n != 2 {
+		t.Fatalf("%d blob fetches for two versions, want 2", n)
+	}
+}
