@@ -207,7 +207,7 @@ func stripTiming(t *testing.T, b []byte) map[string]any {
 }
 
 func TestDeterministicJSON(t *testing.T) {
-	events := smallLog(2000)
+	events := smallLog(1200)
 	for _, proto := range replay.Protocols {
 		t.Run(proto, func(t *testing.T) {
 			cfg := replay.DefaultConfig()

@@ -215,7 +215,8 @@ func streamPlot(path string, rep *Report, metric string, series []namedSeries) e
 		p.X.Label.Text = "events after the training period"
 	}
 	p.Y.Label.Text = label
-	p.Legend.Top = true
+	styleLegend(p)
+	p.X.Tick.Marker = thousands{}
 	for i, ns := range series {
 		xys := make(plotter.XYs, len(ns.s.X))
 		for j := range ns.s.X {
@@ -237,6 +238,8 @@ func streamPlot(path string, rep *Report, metric string, series []namedSeries) e
 	if metric == "rmse" {
 		addAnchorLines(p, rep, "rmse", 0)
 	}
+	// Room on the right for the last tick label.
+	p.X.Max += 0.04 * (p.X.Max - p.X.Min)
 	p.Add(plotter.NewGrid())
 	if err := p.Save(9*vg.Inch, 5*vg.Inch, path); err != nil {
 		return fmt.Errorf("report: %w", err)
@@ -299,6 +302,7 @@ func barPlot(path string, rep *Report, c column) error {
 	bars.LineStyle.Width = 0
 	p.Add(bars)
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.6, float64(len(vals))-0.4
 	lo, hi := minMax(vals)
 	anchors := AnchorsFor(rep.Dataset, rep.Protocol, c.name)
 	for _, a := range anchors {
@@ -314,7 +318,7 @@ func barPlot(path string, rep *Report, c column) error {
 	if len(anchors) > 0 {
 		sort.Slice(anchors, func(i, j int) bool { return anchors[i].Value < anchors[j].Value })
 		addAnchorLines(p, rep, c.name, 0)
-		p.Legend.Top = true
+		styleLegend(p)
 	}
 	p.Add(plotter.NewGrid())
 	w := vg.Length(max(5, 1.2*float64(len(vals))+2)) * vg.Inch
@@ -330,4 +334,35 @@ func minMax(vs []float64) (lo, hi float64) {
 		lo, hi = math.Min(lo, v), math.Max(hi, v)
 	}
 	return lo, hi
+}
+
+// styleLegend puts the legend at the top right, inset so that its line
+// samples are not clipped, with a smaller font.
+func styleLegend(p *plot.Plot) {
+	p.Legend.Top = true
+	p.Legend.XOffs = -vg.Points(14)
+	p.Legend.YOffs = -vg.Points(4)
+	p.Legend.TextStyle.Font.Size = vg.Points(9)
+	p.Legend.ThumbnailWidth = vg.Points(24)
+	p.Legend.Padding = vg.Points(3)
+}
+
+// thousands labels event counts as 20k, 1.5M, … so the last label fits.
+type thousands struct{}
+
+func (thousands) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label == "" {
+			continue
+		}
+		v := ticks[i].Value
+		switch {
+		case math.Abs(v) >= 1e6:
+			ticks[i].Label = strconv.FormatFloat(v/1e6, 'g', 4, 64) + "M"
+		case math.Abs(v) >= 1e3:
+			ticks[i].Label = strconv.FormatFloat(v/1e3, 'g', 4, 64) + "k"
+		}
+	}
+	return ticks
 }
