@@ -41,6 +41,11 @@ type RankerConfig struct {
 	L2Bias      float64 `json:"l2_bias"`
 	L2Embedding float64 `json:"l2_embedding"`
 	L2Dense     float64 `json:"l2_dense"`
+	// AdagradInit is the initial AdaGrad accumulator of biases and
+	// embeddings: it bounds a new parameter's first steps to about
+	// lr·|g|/sqrt(AdagradInit), so one surprising first event cannot move
+	// a fresh user or item far.
+	AdagradInit float64 `json:"adagrad_init"`
 
 	// BatchSize is how many examples (negatives included) the MLP gradients
 	// are accumulated over before one optimiser step.
@@ -65,15 +70,16 @@ type RankerConfig struct {
 func DefaultRankerConfig() RankerConfig {
 	return RankerConfig{
 		Dim:           16,
-		Bottom:        []int{32},
-		Top:           []int{32},
-		HistoryLen:    32,
-		LRBias:        0.05,
-		LREmbedding:   0.02,
+		Bottom:        []int{16},
+		Top:           []int{16},
+		HistoryLen:    64,
+		LRBias:        0.15,
+		LREmbedding:   0.1,
 		LRDense:       0.001,
 		L2Bias:        0.001,
-		L2Embedding:   0.01,
+		L2Embedding:   0.03,
 		L2Dense:       1e-5,
+		AdagradInit:   0.1,
 		BatchSize:     32,
 		Negatives:     2,
 		InitStd:       0.05,
@@ -103,13 +109,14 @@ func (c *RankerConfig) Validate() error {
 	if c.HistoryLen < 0 || c.HistoryLen > 10000 {
 		bad("history_len must be in 0..10000, got %d", c.HistoryLen)
 	}
+
 	for _, f := range []struct {
 		name string
 		v    float64
 		pos  bool
 	}{
 		{"lr_bias", c.LRBias, true}, {"lr_embedding", c.LREmbedding, true}, {"lr_dense", c.LRDense, true},
-		{"l2_bias", c.L2Bias, false}, {"l2_embedding", c.L2Embedding, false}, {"l2_dense", c.L2Dense, false},
+		{"l2_bias", c.L2Bias, false}, {"l2_embedding", c.L2Embedding, false}, {"l2_dense", c.L2Dense, false}, {"adagrad_init", c.AdagradInit, false},
 		{"init_std", c.InitStd, false}, {"shrinkage", c.Shrinkage, false}, {"half_life_hours", c.HalfLifeHours, true},
 	} {
 		switch {
@@ -179,16 +186,26 @@ type Ranker struct {
 	bias0  rkTable // one row: per-head global bias
 	bottom rkMLP
 	top    rkMLP
+	wide   rkMLP // linear layer from the dense features to the heads
 
 	itemFeat []rkItemState // per item index: the latest features seen
+	// uhist caches each user's resolved recent rows (HistoryLen per user,
+	// uhistLen valid), see Scorer.resolveHistory. Not serialised.
+	uhist    []int32
+	uhistLen []int32
+	// userOff is the sum over the user's explicit events of the value
+	// minus the item's shrunk mean at the time; userOffN counts them.
+	userOff, userOffN []float64
 	global   features.Global
 
 	// examples counts learned examples (negatives included); pending counts
 	// examples whose MLP gradients wait for the next Adam step.
 	examples, pending int64
-	adamT             int64
-	explicitN         int64
-	implicitN         int64
+	// version changes whenever the weights do (Learn, UnmarshalBinary).
+	version   uint64
+	adamT     int64
+	explicitN int64
+	implicitN int64
 
 	rng *rand.PCG
 	sc  *Scorer // scratch for Predict/Learn/ScoreItems
@@ -208,22 +225,26 @@ func NewRanker(cfg RankerConfig) (*Ranker, error) {
 	r.items = newRKIndex()
 	r.cats = newRKIndex()
 	d := cfg.Dim
-	r.userP = rkTable{width: d}
-	r.userB = rkTable{width: rkNumHeads}
-	r.itemQ = rkTable{width: d}
-	r.itemY = rkTable{width: d}
-	r.itemB = rkTable{width: rkNumHeads}
-	r.bias0 = rkTable{width: rkNumHeads}
+	ai := cfg.AdagradInit
+	r.userP = rkTable{width: d, rowWise: true, init: ai}
+	r.userB = rkTable{width: rkNumHeads, init: ai}
+	r.itemQ = rkTable{width: d, rowWise: true, init: ai}
+	r.itemY = rkTable{width: d, rowWise: true, init: ai}
+	r.itemB = rkTable{width: rkNumHeads, init: ai}
+	r.bias0 = rkTable{width: rkNumHeads, init: ai}
 	r.bias0.grow()
 	r.rng = rand.NewPCG(cfg.Seed, 0x5eed0fa11ced)
 	rnd := rand.New(r.rng)
 	r.bottom = newRKMLP(rkNumDense, cfg.Bottom, d, true, rnd)
 	r.top = newRKMLP(d+rkNumPairs, cfg.Top, rkNumHeads, false, rnd)
+	r.wide = newRKMLP(rkNumDense, nil, rkNumHeads, false, rnd)
+	clear(r.wide.layers[0].w)
 	// The top output starts at zero so an untrained ranker predicts the
 	// global mean plus biases.
 	last := &r.top.layers[len(r.top.layers)-1]
 	clear(last.w)
 	r.sc = r.NewScorer()
+	r.sc.own = true
 	return r, nil
 }
 
@@ -257,9 +278,10 @@ func (r *Ranker) Predict(ex *Example) float64 {
 		return 0
 	}
 	sc := r.sc
-	sc.setExample(ex)
 	ui, ii := r.users.lookup(ex.Event.User), r.items.lookup(ex.Event.Item)
+	sc.setExample(ex, ui, ii)
 	sc.forward(ui, ii)
+	sc.cache = rkKeyOf(ex, r.version, ui, ii)
 	if ex.Event.Kind == streamrec.Explicit {
 		return sc.gm + sc.s[rkHeadExplicit]
 	}
@@ -280,13 +302,24 @@ func (r *Ranker) Learn(ex *Example) {
 	ui := r.userIndex(ev.User)
 	ii := r.itemIndex(ev.Item)
 	sc := r.sc
-	sc.setExample(ex)
-	sc.forward(ui, ii)
+	if !sc.cache.valid || sc.cache != rkKeyOf(ex, r.version, ui, ii) {
+		sc.setExample(ex, ui, ii)
+		sc.forward(ui, ii)
+	}
+	sc.cache.valid = false
+	r.version++
 	if ev.Kind == streamrec.Explicit {
 		r.explicitN++
 		sc.backward(rkHeadExplicit, sc.gm+sc.s[rkHeadExplicit]-ev.Value)
 		r.applySparse(sc, ui, ii)
 		r.step()
+		// Offsets from the point-in-time counters (data, not weights).
+		k := r.cfg.Shrinkage
+		r.userOff[ui] += ev.Value - sc.gm - rkShrunk(&ex.Item.Counters, sc.gm, k)
+		r.userOffN[ui]++
+		st := &r.itemFeat[ii]
+		st.off += ev.Value - sc.gm - rkShrunk(&ex.User.Counters, sc.gm, k)
+		st.offN++
 	} else {
 		r.implicitN++
 		w := ev.Weight
@@ -302,6 +335,7 @@ func (r *Ranker) Learn(ex *Example) {
 				if neg == ii {
 					continue
 				}
+				sc.sumHistory() // the y vectors just moved
 				sc.setTableItem(neg)
 				sc.forward(ui, neg)
 				sc.backward(rkHeadImplicit, rkSigmoid(sc.s[rkHeadImplicit]))
@@ -323,6 +357,7 @@ func (r *Ranker) step() {
 		scale := 1 / float64(r.pending)
 		r.bottom.adam(r.cfg.LRDense, r.cfg.L2Dense, scale, r.adamT)
 		r.top.adam(r.cfg.LRDense, r.cfg.L2Dense, scale, r.adamT)
+		r.wide.adam(r.cfg.LRDense, r.cfg.L2Dense, scale, r.adamT)
 		r.pending = 0
 	}
 }
@@ -335,6 +370,10 @@ func (r *Ranker) userIndex(id string) int32 {
 	i := r.users.add(id)
 	r.userP.grow()
 	r.userB.grow()
+	r.uhist = append(r.uhist, make([]int32, r.cfg.HistoryLen)...)
+	r.uhistLen = append(r.uhistLen, 0)
+	r.userOff = append(r.userOff, 0)
+	r.userOffN = append(r.userOffN, 0)
 	r.initRow(r.userP.row(i))
 	return i
 }

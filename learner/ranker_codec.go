@@ -14,8 +14,8 @@ import (
 //	"SRRK" | u32 format version | u32 len + config JSON | counters |
 //	u32 len + PCG state | global | user, item and category ids |
 //	sparse tables (values and AdaGrad accumulators) | MLP layers (weights,
-//	pending gradients, Adam moments) | item feature table | u32 CRC-32 (IEEE)
-//	of everything before it.
+//	pending gradients, Adam moments) | item feature table | user offsets |
+//	u32 CRC-32 (IEEE) of everything before it.
 //
 // It holds everything needed to serve (ScoreItems, Predict) and to resume
 // training bit-for-bit (optimiser state and RNG included).
@@ -82,7 +82,7 @@ func (r *Ranker) MarshalBinary() ([]byte, error) {
 		e.floats(t.data)
 		e.floats(t.acc)
 	}
-	for _, m := range []*rkMLP{&r.bottom, &r.top} {
+	for _, m := range []*rkMLP{&r.bottom, &r.top, &r.wide} {
 		for l := range m.layers {
 			for _, v := range m.layers[l].params() {
 				e.floats(v)
@@ -101,11 +101,15 @@ func (r *Ranker) MarshalBinary() ([]byte, error) {
 		e.i64(c.LastTS)
 		e.f64(st.pop)
 		e.i64(st.popTS)
+		e.f64(st.off)
+		e.f64(st.offN)
 		e.u32(uint32(len(st.cats)))
 		for _, c := range st.cats {
 			e.u32(uint32(c))
 		}
 	}
+	e.floats(r.userOff)
+	e.floats(r.userOffN)
 	e.u32(crc32.ChecksumIEEE(e.b))
 	return e.b, nil
 }
@@ -249,7 +253,7 @@ func (r *Ranker) UnmarshalBinary(data []byte) error {
 		d.floatsInto(t.data, "sparse table")
 		d.floatsInto(t.acc, "sparse table")
 	}
-	for _, m := range []*rkMLP{&nr.bottom, &nr.top} {
+	for _, m := range []*rkMLP{&nr.bottom, &nr.top, &nr.wide} {
 		for l := range m.layers {
 			for _, v := range m.layers[l].params() {
 				d.floatsInto(v, "mlp layer")
@@ -263,6 +267,7 @@ func (r *Ranker) UnmarshalBinary(data []byte) error {
 		c.ExplicitSum, c.ImplicitWeight = d.f64("item"), d.f64("item")
 		c.FirstTS, c.LastTS = d.i64("item"), d.i64("item")
 		st.pop, st.popTS = d.f64("item"), d.i64("item")
+		st.off, st.offN = d.f64("item"), d.f64("item")
 		n := int(d.u32("item categories"))
 		if d.err != nil || n > len(d.b)/4 {
 			d.fail("item categories")
@@ -277,13 +282,18 @@ func (r *Ranker) UnmarshalBinary(data []byte) error {
 			st.cats[k] = int32(c)
 		}
 	}
+	d.floatsInto(nr.userOff, "user offsets")
+	d.floatsInto(nr.userOffN, "user offsets")
 	if d.err != nil {
 		return d.err
 	}
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrRankerBlob, len(d.b))
 	}
+	v := r.version
 	*r = *nr
+	r.version = v + 1
 	r.sc = r.NewScorer()
+	r.sc.own = true
 	return nil
 }

@@ -3,6 +3,7 @@ package learner
 import (
 	"math"
 
+	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
 	"gonum.org/v1/gonum/floats"
 )
@@ -37,18 +38,31 @@ func (x *rkIndex) add(id string) int32 {
 	return i
 }
 
-// rkTable holds one row of parameters per entity with per-coordinate
-// AdaGrad accumulators.
+// rkTable holds one row of parameters per entity with AdaGrad
+// accumulators: one per coordinate, or one per row when rowWise is set (the
+// row-wise AdaGrad of DLRM's embedding tables: a single square root per row
+// update instead of one per coordinate).
 type rkTable struct {
-	width int
-	data  []float64
-	acc   []float64
+	width   int
+	rowWise bool
+	init    float64 // initial accumulator: bounds the first steps to about lr·|g|/sqrt(init)
+	data    []float64
+	acc     []float64
+}
+
+func (t *rkTable) accWidth() int {
+	if t.rowWise {
+		return 1
+	}
+	return t.width
 }
 
 func (t *rkTable) grow() {
 	for k := 0; k < t.width; k++ {
 		t.data = append(t.data, 0)
-		t.acc = append(t.acc, 0)
+	}
+	for k := t.accWidth(); k > 0; k-- {
+		t.acc = append(t.acc, t.init)
 	}
 }
 
@@ -63,8 +77,24 @@ const rkAdagradEps = 1e-6
 // adagrad applies one AdaGrad step with gradient g (plus L2) to row i.
 func (t *rkTable) adagrad(i int32, g []float64, lr, l2 float64) {
 	w := t.data[int(i)*t.width : int(i+1)*t.width]
-	a := t.acc[int(i)*t.width : int(i+1)*t.width]
 	_ = g[len(w)-1]
+	if t.rowWise {
+		ss := 0.0
+		for j, gj := range g[:len(w)] {
+			gj += l2 * w[j]
+			ss += gj * gj
+		}
+		if ss == 0 {
+			return
+		}
+		t.acc[i] += ss / float64(len(w))
+		step := lr / math.Sqrt(t.acc[i]+rkAdagradEps)
+		for j, gj := range g[:len(w)] {
+			w[j] -= step * (gj + l2*w[j])
+		}
+		return
+	}
+	a := t.acc[int(i)*t.width : int(i+1)*t.width]
 	_ = a[len(w)-1]
 	for j := range w {
 		gj := g[j] + l2*w[j]
@@ -82,11 +112,14 @@ type rkItemState struct {
 	pop   float64 // decayed popularity as of popTS
 	popTS int64
 	cats  []int32
+	// off is the sum over the item's explicit events of the value minus
+	// the user's shrunk mean at the time; offN counts them.
+	off, offN float64
 }
 
 // Dense feature layout (see Scorer.dense).
 const (
-	rkNumDense = 22
+	rkNumDense = 24
 	rkNumVecs  = 4 // p_u, q_i, h_u, z
 	rkNumPairs = rkNumVecs * (rkNumVecs - 1) / 2
 )
@@ -102,6 +135,9 @@ type Scorer struct {
 	ts        int64
 	gm        float64 // global explicit mean
 	histIdx   []int32
+	histPos   []int32 // resolved recent rows, -1 for unknown items
+	ui        int32   // the user's row, -1 if unknown
+	own       bool    // the ranker's own scorer: may update its caches
 	histN     int
 	histScale float64
 	catCount  []int32
@@ -111,20 +147,60 @@ type Scorer struct {
 	ic      features.Counters
 	ipop    float64
 	icats   []int32
+	ioff    float64 // item offset sum and count (rkItemState.off)
+	ioffN   float64
 	overlap float64
 
 	x      []float64 // dense features (aliases bot.acts[0])
 	bot    rkMLPScratch
 	topS   rkMLPScratch
+	wideS  rkMLPScratch
 	pu, qi []float64
 	h      []float64
 	zero   []float64
 	vecs   [rkNumVecs][]float64
 	s      [rkNumHeads]float64
 
+	// cache lets Learn reuse the forward pass of the Predict just before it
+	// on the same example with unchanged weights.
+	cache rkForwardKey
+
 	// gradients of the sparse parameters after backward
 	gPu, gQi, gH, gY, gZ []float64
 	gB                   [rkNumHeads]float64
+}
+
+// rkPair is the position of the dot product of vectors a < b among the
+// pairwise interactions (row-major upper triangle).
+func rkPair(a, b int) int { return a*(2*rkNumVecs-a-1)/2 + (b - a - 1) }
+
+// rkForwardKey identifies the example and weights of the last forward pass.
+type rkForwardKey struct {
+	valid         bool
+	version       uint64
+	ex            *Example
+	ev            *streamrec.Event
+	user, item    string
+	ts            int64
+	value         float64
+	kind          streamrec.Kind
+	ui, ii        int32
+	uEv, iEv, gEv int64
+}
+
+func rkKeyOf(ex *Example, version uint64, ui, ii int32) rkForwardKey {
+	k := rkForwardKey{valid: true, version: version, ex: ex, ev: ex.Event, user: ex.Event.User, item: ex.Event.Item,
+		ts: ex.Event.TS, value: ex.Event.Value, kind: ex.Event.Kind, ui: ui, ii: ii}
+	if ex.User != nil {
+		k.uEv = ex.User.Events
+	}
+	if ex.Item != nil {
+		k.iEv = ex.Item.Events
+	}
+	if ex.Global != nil {
+		k.gEv = ex.Global.Events
+	}
+	return k
 }
 
 // NewScorer returns a scorer with its own buffers over r. Several scorers
@@ -134,6 +210,7 @@ func (r *Ranker) NewScorer() *Scorer {
 	sc := &Scorer{r: r}
 	sc.bot = r.bottom.newScratch()
 	sc.topS = r.top.newScratch()
+	sc.wideS = r.wide.newScratch()
 	sc.x = sc.bot.acts[0]
 	sc.h = make([]float64, d)
 	sc.zero = make([]float64, d)
@@ -143,12 +220,16 @@ func (r *Ranker) NewScorer() *Scorer {
 	sc.gY = make([]float64, d)
 	sc.gZ = make([]float64, d)
 	sc.histIdx = make([]int32, 0, r.cfg.HistoryLen)
+	sc.histPos = make([]int32, 0, r.cfg.HistoryLen)
 	return sc
 }
 
-// setUser prepares the user side: history rows and category histogram.
-func (sc *Scorer) setUser(u *features.User, ts int64, gm float64) {
+// setUser prepares the user side: history rows and category histogram. ui
+// is the user's row (-1 if unknown); the ranker's own scorer uses it to
+// reuse the user's resolved history from the previous event.
+func (sc *Scorer) setUser(u *features.User, ui int32, ts int64, gm float64) {
 	r := sc.r
+	sc.cache.valid = false
 	sc.u, sc.ts, sc.gm = u, ts, gm
 	for _, c := range sc.catTouch {
 		sc.catCount[c] = 0
@@ -163,9 +244,9 @@ func (sc *Scorer) setUser(u *features.User, ts int64, gm float64) {
 		if len(recent) > r.cfg.HistoryLen {
 			recent = recent[:r.cfg.HistoryLen]
 		}
-		for _, id := range recent {
-			j, ok := r.items.get(id)
-			if !ok {
+		pos := sc.resolveHistory(recent, ui)
+		for _, j := range pos {
+			if j < 0 {
 				continue
 			}
 			sc.histIdx = append(sc.histIdx, j)
@@ -182,16 +263,73 @@ func (sc *Scorer) setUser(u *features.User, ts int64, gm float64) {
 	if sc.histN > 0 {
 		sc.histScale = 1 / math.Sqrt(float64(sc.histN))
 	}
+	sc.ui = ui
+	sc.sumHistory()
 }
 
-// setExample prepares both sides from an Example's point-in-time features.
-func (sc *Scorer) setExample(ex *Example) {
+// resolveHistory maps recent item ids to rows (-1: unknown item). The
+// ranker's own scorer keeps each user's resolved list from the last call and
+// matches the new list against it — usually the same list shifted by the
+// newest item — comparing ids, so the answer is always exact and most map
+// lookups are avoided.
+func (sc *Scorer) resolveHistory(recent []string, ui int32) []int32 {
+	r := sc.r
+	out := sc.histPos[:0]
+	var old []int32
+	if sc.own && ui >= 0 {
+		h := r.cfg.HistoryLen
+		old = r.uhist[int(ui)*h : int(ui)*h+int(r.uhistLen[ui])]
+	}
+	p := 0
+	for _, id := range recent {
+		j := int32(-1)
+		switch {
+		case p < len(old) && old[p] >= 0 && r.items.ids[old[p]] == id:
+			j = old[p]
+			p++
+		case p+1 < len(old) && old[p+1] >= 0 && r.items.ids[old[p+1]] == id:
+			j = old[p+1]
+			p += 2
+		default:
+			j = r.items.lookup(id)
+		}
+		out = append(out, j)
+	}
+	sc.histPos = out
+	if sc.own && ui >= 0 {
+		h := r.cfg.HistoryLen
+		copy(r.uhist[int(ui)*h:int(ui)*h+h], out)
+		r.uhistLen[ui] = int32(len(out))
+	}
+	return out
+}
+
+// sumHistory computes the history embedding h_u from the current y vectors.
+func (sc *Scorer) sumHistory() {
+	r := sc.r
+	clear(sc.h)
+	for _, j := range sc.histIdx {
+		floats.Add(sc.h, r.itemY.row(j))
+	}
+	if sc.histN > 0 {
+		floats.Scale(sc.histScale, sc.h)
+	}
+}
+
+// setExample prepares both sides from an Example's point-in-time features;
+// ui is the user's row or -1.
+func (sc *Scorer) setExample(ex *Example, ui, ii int32) {
 	gm := 0.0
 	if ex.Global != nil {
 		gm = ex.Global.ExplicitMean()
 	}
-	sc.setUser(ex.User, ex.Event.TS, gm)
+	sc.setUser(ex.User, ui, ex.Event.TS, gm)
 	sc.icats = sc.icats[:0]
+	sc.ioff, sc.ioffN = 0, 0
+	if ii >= 0 {
+		st := &sc.r.itemFeat[ii]
+		sc.ioff, sc.ioffN = st.off, st.offN
+	}
 	if ex.Item == nil {
 		sc.ic, sc.ipop = features.Counters{}, 0
 	} else {
@@ -212,6 +350,7 @@ func (sc *Scorer) setTableItem(i int32) {
 	sc.ic = st.c
 	sc.ipop = features.Decay(st.pop, sc.ts-st.popTS, sc.r.halfLife())
 	sc.icats = append(sc.icats[:0], st.cats...)
+	sc.ioff, sc.ioffN = st.off, st.offN
 	sc.dense()
 }
 
@@ -219,6 +358,7 @@ func (sc *Scorer) setTableItem(i int32) {
 func (sc *Scorer) setUnknownItem() {
 	sc.ic, sc.ipop = features.Counters{}, 0
 	sc.icats = sc.icats[:0]
+	sc.ioff, sc.ioffN = 0, 0
 	sc.dense()
 }
 
@@ -277,7 +417,8 @@ func (sc *Scorer) dense() {
 		uc = sc.u.Counters
 	}
 	ic := &sc.ic
-	gm, k, ts := sc.gm, sc.r.cfg.Shrinkage, sc.ts
+	r := sc.r
+	gm, k, ts := sc.gm, r.cfg.Shrinkage, sc.ts
 	x := sc.x
 	x[0] = rkLog1p(float64(uc.Events)) / 5
 	x[1] = rkLog1p(float64(uc.Explicit)) / 5
@@ -318,6 +459,15 @@ func (sc *Scorer) dense() {
 	x[19] = sc.overlap
 	x[20] = rkBool(uc.Events == 0)
 	x[21] = rkBool(ic.Events == 0)
+	// Offsets: the user's mean deviation from the items' shrunk means and
+	// the item's mean deviation from its raters' shrunk means, both shrunk.
+	x[22], x[23] = 0, 0
+	if sc.ui >= 0 {
+		x[22] = r.userOff[sc.ui] / (r.userOffN[sc.ui] + k)
+	}
+	if sc.ioffN+k > 0 {
+		x[23] = sc.ioff / (sc.ioffN + k)
+	}
 	for i, v := range x {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			x[i] = 0
@@ -338,13 +488,6 @@ func (sc *Scorer) forward(ui, ii int32) {
 		sc.qi = r.itemQ.row(ii)
 		bi = r.itemB.row(ii)
 	}
-	clear(sc.h)
-	for _, j := range sc.histIdx {
-		floats.Add(sc.h, r.itemY.row(j))
-	}
-	if sc.histN > 0 {
-		floats.Scale(sc.histScale, sc.h)
-	}
 	z := r.bottom.forward(&sc.bot)
 	sc.vecs = [rkNumVecs][]float64{sc.pu, sc.qi, sc.h, z}
 	tin := sc.topS.acts[0]
@@ -358,10 +501,13 @@ func (sc *Scorer) forward(ui, ii int32) {
 		}
 	}
 	t := r.top.forward(&sc.topS)
-	mf := tin[d+0] + tin[d+3] // p_u·q_i + q_i·h_u: pairs (0,1) and (1,2)
+	copy(sc.wideS.acts[0], sc.x)
+	wv := r.wide.forward(&sc.wideS)
+	// The MF term (p_u + h_u)·q_i: pairs (0,1) and (1,2).
+	mf := tin[d+rkPair(0, 1)] + tin[d+rkPair(1, 2)]
 	b0 := r.bias0.row(0)
 	for k := 0; k < rkNumHeads; k++ {
-		v := b0[k] + mf + t[k]
+		v := b0[k] + mf + t[k] + wv[k]
 		if bu != nil {
 			v += bu[k]
 		}
@@ -390,6 +536,10 @@ func (sc *Scorer) backward(head int, delta float64) {
 	clear(gt)
 	gt[head] = delta
 	r.top.backward(&sc.topS, true)
+	gw := sc.wideS.grads[1]
+	clear(gw)
+	gw[head] = delta
+	r.wide.backward(&sc.wideS, false)
 	gin := sc.topS.grads[0]
 	// direct MF term: delta * (p_u·q_i + h_u·q_i)
 	pu, qi, h := sc.pu, sc.qi, sc.h
@@ -421,13 +571,11 @@ func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []f
 		dst = make([]float64, len(items))
 	}
 	dst = dst[:len(items)]
-	sc.setUser(u, ts, r.global.ExplicitMean())
 	ui := int32(-1)
 	if u != nil {
-		if i, ok := r.users.get(u.ID); ok {
-			ui = i
-		}
+		ui = r.users.lookup(u.ID)
 	}
+	sc.setUser(u, ui, ts, r.global.ExplicitMean())
 	head := rkHeadExplicit
 	if r.implicitN > 0 {
 		head = rkHeadImplicit

@@ -1,206 +1,163 @@
 package learner
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
+	"github.com/streamrec/streamrec/ingest/dataset"
 )
 
-// rkDataDir finds ../shared/data beside the repository (or
-// $STREAMREC_DATA) and returns DIR/sub, skipping the test when it is absent
-// outside CI.
+// rkDataDir returns DIR/sub for the shared data folder ($STREAMREC_DATA or
+// ../shared/data beside the repository), skipping the test when it is
+// absent outside CI and failing in CI.
 func rkDataDir(tb testing.TB, sub string) string {
 	tb.Helper()
-	var dirs []string
-	if d := os.Getenv("STREAMREC_DATA"); d != "" {
-		dirs = append(dirs, d)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	dirs = append(dirs, filepath.Join(root, "..", "shared", "data"), filepath.Join(root, "..", "..", "shared", "data"))
-	for _, d := range dirs {
-		p := filepath.Join(d, sub)
+	if dir := dataset.SharedDataDir(); dir != "" {
+		p := filepath.Join(dir, sub)
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
 	if os.Getenv("CI") == "true" {
-		tb.Fatalf("data set %s not found (looked in %v)", sub, dirs)
+		tb.Fatalf("data set %s not found (set STREAMREC_DATA or put shared/data beside the repository)", sub)
 	}
-	tb.Skipf("data set %s not found (looked in %v)", sub, dirs)
+	tb.Skipf("data set %s not found", sub)
 	return ""
 }
 
-// rkLoadML100K parses u.data (sorted by time, stable) and the genres of u.item.
-func rkLoadML100K(tb testing.TB) ([]streamrec.Event, map[string][]string) {
+// rkLoad loads a data spec with the production loader.
+func rkLoad(tb testing.TB, spec string) *dataset.Data {
 	tb.Helper()
-	dir := rkDataDir(tb, "ml-100k")
-	raw, err := os.ReadFile(filepath.Join(dir, "u.data"))
+	d, err := dataset.Load(context.Background(), spec, dataset.Options{})
+	if err != nil {
+		tb.Fatalf("load %s: %v", spec, err)
+	}
+	return d
+}
+
+// rkLoadML100K loads MovieLens 100K in time order (stable for ties).
+func rkLoadML100K(tb testing.TB) *dataset.Data {
+	tb.Helper()
+	return rkLoad(tb, "movielens:"+rkDataDir(tb, "ml-100k"))
+}
+
+// rkStream feeds a data set through the in-memory feature store the way the
+// learner does: for each event, fn gets the features as they were just
+// before it, and only afterwards the event is applied to the store.
+type rkStream struct {
+	store *features.Memory
+	user  features.User
+	item  features.Item
+	glob  features.Global
+	ex    Example
+}
+
+func newRKStream(tb testing.TB, items []streamrec.ItemMeta) *rkStream {
+	tb.Helper()
+	m, err := features.NewMemory(features.DefaultConfig())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var evs []streamrec.Event
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 4 {
-			tb.Fatalf("u.data: bad line %q", sc.Text())
-		}
-		v, _ := strconv.ParseFloat(f[2], 64)
-		ts, _ := strconv.ParseInt(f[3], 10, 64)
-		evs = append(evs, streamrec.Event{Type: "rating", Kind: streamrec.Explicit, Weight: 1,
-			User: f[0], Item: f[1], Value: v, TS: ts * 1000,
-			Pos: streamrec.Position{Topic: "replay", Offset: int64(len(evs))}})
-	}
-	slices.SortStableFunc(evs, func(a, b streamrec.Event) int {
-		switch {
-		case a.TS < b.TS:
-			return -1
-		case a.TS > b.TS:
-			return 1
-		}
-		return 0
-	})
-	genres := []string{"unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-		"Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-		"Sci-Fi", "Thriller", "War", "Western"}
-	cats := map[string][]string{}
-	rawItems, err := os.ReadFile(filepath.Join(dir, "u.item"))
-	if err != nil {
+	if err := m.PutItems(context.Background(), items); err != nil {
 		tb.Fatal(err)
 	}
-	for _, line := range strings.Split(string(rawItems), "\n") {
-		f := strings.Split(line, "|")
-		if len(f) < 5+len(genres) {
-			continue
-		}
-		for g, flag := range f[5 : 5+len(genres)] {
-			if flag == "1" {
-				cats[f[0]] = append(cats[f[0]], genres[g])
-			}
-		}
-	}
-	return evs, cats
+	return &rkStream{store: m}
 }
 
-// rkFeatures is a minimal point-in-time feature maintainer for the
-// harness (the same semantics as product.md §3 for the fields the ranker reads).
-type rkFeatures struct {
-	users    map[string]*features.User
-	items    map[string]*features.Item
-	global   features.Global
-	cats     map[string][]string
-	halfLife time.Duration
-	cap      int
+// example fills the point-in-time example for ev (valid until the next call).
+func (s *rkStream) example(ev *streamrec.Event) *Example {
+	s.store.UserInto(ev.User, &s.user)
+	s.store.ItemInto(ev.Item, &s.item)
+	s.glob = s.store.GlobalNow()
+	s.ex = Example{Event: ev, User: &s.user, Item: &s.item, Global: &s.glob}
+	return &s.ex
 }
 
-func newRKFeatures(cats map[string][]string) *rkFeatures {
-	return &rkFeatures{users: map[string]*features.User{}, items: map[string]*features.Item{},
-		cats: cats, halfLife: 7 * 24 * time.Hour, cap: 500}
-}
+func (s *rkStream) apply(ev *streamrec.Event) { s.store.ApplyEvent(ev) }
 
-// example returns the features just before ev (pointers into the maps:
-// valid until apply).
-func (f *rkFeatures) example(ev *streamrec.Event, ex *Example) {
-	u := f.users[ev.User]
-	if u == nil {
-		u = &features.User{ID: ev.User}
-		f.users[ev.User] = u
+// rkPrequentialRMSE runs the prequential protocol over the first n events
+// (all when n <= 0): predict (clipped to [lo, hi]) each explicit event, then
+// learn, then update the features. It returns the RMSE.
+func rkPrequentialRMSE(tb testing.TB, m Model, d *dataset.Data, n int, lo, hi float64) float64 {
+	tb.Helper()
+	evs := d.Events
+	if n > 0 && n < len(evs) {
+		evs = evs[:n]
 	}
-	it := f.items[ev.Item]
-	if it == nil {
-		it = &features.Item{ID: ev.Item, Categories: f.cats[ev.Item]}
-		f.items[ev.Item] = it
-	}
-	*ex = Example{Event: ev, User: u, Item: it, Global: &f.global}
-}
-
-func (f *rkFeatures) apply(ev *streamrec.Event) {
-	u, it := f.users[ev.User], f.items[ev.Item]
-	if u.Events == 0 {
-		f.global.Users++
-	}
-	if it.Events == 0 {
-		f.global.Items++
-	}
-	rkApplyCounters(&u.Counters, ev)
-	rkApplyCounters(&it.Counters, ev)
-	if i := slices.Index(u.Recent, ev.Item); i >= 0 {
-		u.Recent = slices.Delete(u.Recent, i, i+1)
-	}
-	u.Recent = slices.Insert(u.Recent, 0, ev.Item)
-	if len(u.Recent) > f.cap {
-		u.Recent = u.Recent[:f.cap]
-	}
-	w := ev.Weight
-	if ev.Kind == streamrec.Explicit {
-		w = 1
-	}
-	if ev.TS >= it.PopularityTS {
-		it.Popularity = it.PopularityAt(ev.TS, f.halfLife) + w
-		it.PopularityTS = ev.TS
-	} else {
-		it.Popularity += features.Decay(w, it.PopularityTS-ev.TS, f.halfLife)
-	}
-	f.global.Events++
-	if ev.Kind == streamrec.Explicit {
-		f.global.Explicit++
-		f.global.ExplicitSum += ev.Value
-	}
-	f.global.LastTS = max(f.global.LastTS, ev.TS)
-}
-
-// rkPrequentialRMSE runs test-then-train over evs and returns the RMSE of the
-// predictions clipped to [lo, hi].
-func rkPrequentialRMSE(m Model, evs []streamrec.Event, cats map[string][]string, lo, hi float64) float64 {
-	f := newRKFeatures(cats)
-	var ex Example
+	s := newRKStream(tb, d.Items)
 	var se float64
-	n := 0
+	cnt := 0
 	for i := range evs {
 		ev := &evs[i]
-		f.example(ev, &ex)
+		ex := s.example(ev)
 		if ev.Kind == streamrec.Explicit {
-			p := math.Max(lo, math.Min(hi, m.Predict(&ex)))
+			p := math.Max(lo, math.Min(hi, m.Predict(ex)))
 			se += (p - ev.Value) * (p - ev.Value)
-			n++
+			cnt++
 		}
-		m.Learn(&ex)
-		f.apply(ev)
+		m.Learn(ex)
+		s.apply(ev)
 	}
-	return math.Sqrt(se / float64(n))
+	return math.Sqrt(se / float64(cnt))
 }
 
-// TestRankerDevML100K is a development hook: with RANKER_DEV set it runs the
-// prequential protocol on ML-100K with RANKER_CFG (JSON over the defaults).
+// rkFrozenExamples precomputes the point-in-time examples of evs (recent
+// lists cut to keep) so that benchmarks measure the ranker alone.
+func rkFrozenExamples(tb testing.TB, d *dataset.Data, keep int) []Example {
+	s := newRKStream(tb, d.Items)
+	out := make([]Example, len(d.Events))
+	for i := range d.Events {
+		ev := &d.Events[i]
+		ex := s.example(ev)
+		u, it, g := *ex.User, *ex.Item, *ex.Global
+		u.Recent = append([]string(nil), u.Recent[:min(keep, len(u.Recent))]...)
+		it.Categories = append([]string(nil), it.Categories...)
+		out[i] = Example{Event: ev, User: &u, Item: &it, Global: &g}
+		s.apply(ev)
+	}
+	return out
+}
+
+// TestRankerDevML100K is a development hook, skipped unless RANKER_DEV is
+// set: it runs the prequential protocol on ML-100K with RANKER_CFG (JSON
+// over the defaults), over RANKER_SEEDS seeds when set.
 func TestRankerDevML100K(t *testing.T) {
 	if os.Getenv("RANKER_DEV") == "" {
 		t.Skip("set RANKER_DEV=1 to run")
 	}
-	evs, cats := rkLoadML100K(t)
+	d := rkLoadML100K(t)
 	cfg := DefaultRankerConfig()
 	if s := os.Getenv("RANKER_CFG"); s != "" {
 		if err := json.Unmarshal([]byte(s), &cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r, err := NewRanker(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seeds, _ := strconv.Atoi(os.Getenv("RANKER_SEEDS"))
+	seeds = max(seeds, 1)
+	var sum float64
+	var all []string
 	start := time.Now()
-	rmse := rkPrequentialRMSE(r, evs, cats, 1, 5)
-	t.Logf("rmse %.4f  %.0f events/s  cfg %+v", rmse, float64(len(evs))/time.Since(start).Seconds(), cfg)
+	for seed := 1; seed <= seeds; seed++ {
+		c := cfg
+		if seeds > 1 {
+			c.Seed = uint64(seed)
+		}
+		r, err := NewRanker(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := rkPrequentialRMSE(t, r, d, 0, 1, 5)
+		sum += v
+		all = append(all, strconv.FormatFloat(v, 'f', 4, 64))
+	}
+	t.Logf("mean rmse %.4f over %d seeds %v; %.0f events/s", sum/float64(seeds), seeds, all,
+		float64(seeds*len(d.Events))/time.Since(start).Seconds())
 }
