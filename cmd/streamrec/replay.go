@@ -36,7 +36,7 @@ func (d *replayData) register(fs *flag.FlagSet) {
 	fs.BoolVar(&d.header, "header", false, "the CSV's first line is a header")
 	fs.StringVar(&d.sep, "sep", "", `CSV separator (default ","; "tab" or "\t" for tabs)`)
 	fs.StringVar(&d.typeDefault, "type-default", "", "event type when the data has no type column")
-	fs.Var(eventTypesFlag{d.types}, "event-type", "extra event type NAME=implicit:WEIGHT or NAME=explicit (repeatable)")
+	fs.Var(eventTypesFlag{d.types}, "event-type", "extra event type NAME=implicit:WEIGHT or NAME=explicit (repeatable; built in: "+streamrec.DefaultEventTypes().String()+")")
 	fs.StringVar(&d.from, "from", "", "keep events at or after this time (RFC 3339 or Unix seconds)")
 	fs.StringVar(&d.to, "to", "", "keep events before this time (RFC 3339 or Unix seconds)")
 	fs.Float64Var(&d.minValue, "min-value", streamrec.DefaultMinValue, "lowest explicit value (predictions are clipped to the range)")
@@ -46,12 +46,8 @@ func (d *replayData) register(fs *flag.FlagSet) {
 // eventTypesFlag is the repeatable --event-type flag.
 type eventTypesFlag struct{ t streamrec.EventTypes }
 
-func (f eventTypesFlag) String() string {
-	if f.t == nil {
-		return ""
-	}
-	return f.t.String()
-}
+// String is empty: the built-in types are listed in the usage text.
+func (f eventTypesFlag) String() string { return "" }
 func (f eventTypesFlag) Set(s string) error { return f.t.Set(s) }
 
 // parseTimeFlag reads RFC 3339 or Unix seconds; "" is the zero time.
@@ -173,7 +169,7 @@ func runReplay(ctx context.Context, args []string, env Env) error {
 	asJSON := fs.Bool("json", false, "print one JSON object on stdout")
 	reportDir := fs.String("report", "", "write report.md, report.json and SVG plots to this folder")
 	seed := fs.Int64("seed", 42, "seed of the k-fold split and of the models")
-	configFile := fs.String("config", "", "learner configuration file (JSON, as `streamrec tune` writes)")
+	configFile := fs.String("config", "", "learner configuration file (JSON, as streamrec tune writes it)")
 	evalEvery := fs.Int("eval-every", 1, "prequential: rank every Nth eligible positive (1 = all, 0 = none)")
 	epochs := fs.Int("epochs", 1, "timesplit/kfold: passes over the training events before evaluating")
 	folds := fs.Int("folds", 5, "kfold: number of folds")
