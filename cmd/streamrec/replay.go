@@ -47,7 +47,7 @@ func (d *replayData) register(fs *flag.FlagSet) {
 type eventTypesFlag struct{ t streamrec.EventTypes }
 
 // String is empty: the built-in types are listed in the usage text.
-func (f eventTypesFlag) String() string { return "" }
+func (f eventTypesFlag) String() string     { return "" }
 func (f eventTypesFlag) Set(s string) error { return f.t.Set(s) }
 
 // parseTimeFlag reads RFC 3339 or Unix seconds; "" is the zero time.
