@@ -231,7 +231,7 @@ func topologyEvents(first, n int) []byte {
 	var b bytes.Buffer
 	for i := first; i < first+n; i++ {
 		user := "u" + strconv.Itoa(i%40)
-		item := "i" + strconv.Itoa((i*7+i/40)%120)
+		item := "i" + strconv.Itoa((i*7+i/40)%600)
 		typ, val := "view", ""
 		if i%3 == 0 {
 			typ, val = "rating", `,"value":`+strconv.Itoa(1+i%5)
