@@ -97,20 +97,24 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 	produce(b, addr, streamrec.TopicEvents, msgs)
 
 	b.Run("store=memory", func(b *testing.B) {
-		benchIngest(b, addr, len(msgs), func(b *testing.B) ingest.Writer { return newMemory(b) })
+		_ = benchIngest(b, addr, len(msgs), func(b *testing.B) ingest.Writer { return newMemory(b) })
 	})
 	b.Run("store=redis", func(b *testing.B) {
 		benchRedisIngest(b, addr, len(msgs))
 	})
 }
 
-func benchIngest(b *testing.B, addr string, n int, newWriter func(*testing.B) ingest.Writer) {
+// benchIngest runs the iterations and returns the time spent consuming.
+func benchIngest(b *testing.B, addr string, n int, newWriter func(*testing.B) ingest.Writer) time.Duration {
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		w := &countingWriter{Writer: newWriter(b), n: int64(n), done: make(chan struct{})}
 		cfg := ingest.DefaultConfig()
 		cfg.Brokers = []string{addr}
+		if v, err := strconv.Atoi(os.Getenv("STREAMREC_BENCH_BATCH")); err == nil {
+			cfg.BatchSize = v
+		}
 		cfg.Group = "bench-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		c, err := ingest.New(cfg, w, prometheus.NewRegistry(), zerolog.Nop())
 		if err != nil {
@@ -134,6 +138,7 @@ func benchIngest(b *testing.B, addr string, n int, newWriter func(*testing.B) in
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "events/s")
+	return total
 }
 
 var redisBenchRE = regexp.MustCompile(`SET: ([0-9.]+) requests per second`)

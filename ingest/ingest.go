@@ -191,19 +191,26 @@ func (c *Consumer) decode(m kafka.Message, d *decoded) {
 func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- decoded) {
 	defer close(msgs)
 	backoff := c.newBackoff()
+	var lastLog time.Time
+	failures := 0
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return
 			}
-			c.log.Warn().Err(err).Msg("kafka fetch failed; retrying")
+			failures++
+			if now := c.cfg.Now(); now.Sub(lastLog) >= 10*time.Second {
+				lastLog = now
+				c.log.Warn().Err(err).Int("failures", failures).Msg("kafka fetch failed; retrying with back-off")
+			}
 			if !backoff.wait(ctx) {
 				return
 			}
 			continue
 		}
 		backoff.reset()
+		failures = 0
 		var d decoded
 		c.decode(m, &d)
 		select {

@@ -2,6 +2,8 @@ package ingest_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 
 	"testing"
 	"time"
@@ -85,9 +87,48 @@ func benchRedisIngest(b *testing.B, addr string, n int) {
 		}
 		return s
 	}
-	benchIngest(b, addr, n, flush)
+	ctx := context.Background()
+	cmds0, cpu0 := redisStats(b, s.Client())
+	wall := benchIngest(b, addr, n, flush)
+	cmds1, cpu1 := redisStats(b, s.Client())
+	events := float64(n) * float64(b.N)
+	perEvent := (cmds1 - cmds0) / events
+	b.ReportMetric(perEvent, "redis-cmds/event")
+	b.ReportMetric(100*(cpu1-cpu0)/wall.Seconds(), "redis-cpu-%")
 	if rate := redisSetRate(b, srv.Addr()); rate > 0 {
 		b.ReportMetric(rate, "redis-set-ops/s")
-		b.Logf("redis-benchmark -P 16 -t set: %.0f SET/s on the same server", rate)
+		target := 0.25 * rate / perEvent
+		b.Logf("redis-benchmark -P 16 -t set: %.0f SET/s on the same server; %.1f Redis commands per event "+
+			"(script calls and the commands they run); product.md §7 target 25%% × %.0f ÷ %.1f = %.0f events/s; measured %.0f",
+			rate, perEvent, rate, perEvent, target, events/wall.Seconds())
 	}
+	_ = ctx
+}
+
+// redisStats returns the commands Redis has run (INFO commandstats, Lua's
+// inner commands included) and its CPU seconds.
+func redisStats(b *testing.B, c redis.UniversalClient) (cmds, cpu float64) {
+	ctx := context.Background()
+	info, err := c.Info(ctx, "commandstats", "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "cmdstat_"):
+			if i := strings.Index(line, "calls="); i >= 0 {
+				v, _, _ := strings.Cut(line[i+len("calls="):], ",")
+				f, _ := strconv.ParseFloat(v, 64)
+				if !strings.HasPrefix(line, "cmdstat_info:") && !strings.HasPrefix(line, "cmdstat_flushall:") {
+					cmds += f
+				}
+			}
+		case strings.HasPrefix(line, "used_cpu_sys:"), strings.HasPrefix(line, "used_cpu_user:"):
+			_, v, _ := strings.Cut(line, ":")
+			f, _ := strconv.ParseFloat(v, 64)
+			cpu += f
+		}
+	}
+	return cmds, cpu
 }
