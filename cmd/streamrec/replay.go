@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -174,6 +175,7 @@ func runReplay(ctx context.Context, args []string, env Env) error {
 	epochs := fs.Int("epochs", 1, "timesplit/kfold: passes over the training events before evaluating")
 	folds := fs.Int("folds", 5, "kfold: number of folds")
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "models (and folds) replayed at once")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the replay to this file")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -205,7 +207,12 @@ func runReplay(ctx context.Context, args []string, env Env) error {
 	}
 	progress, done := newProgress(env, replayWork(&cfg, len(d.Events)), "replay "+cfg.Protocol)
 	cfg.Progress = progress
+	stop, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
 	rep, err := replay.Run(ctx, d.Name, d.Events, d.Items, cfg, replayFactory(lcfg))
+	stop()
 	done()
 	if err != nil {
 		return err
@@ -227,4 +234,20 @@ func runReplay(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintf(env.Stdout, "%d lines rejected while loading (first: %v)\n", d.Rejected, d.Errors[0])
 	}
 	return rep.WriteTable(env.Stdout)
+}
+
+// startCPUProfile starts a CPU profile to path ("" = none) and returns its stop.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
