@@ -602,3 +602,31 @@ func (m *Memory) UserTTL(ctx context.Context, id string) (time.Duration, error) 
 	}
 	return time.Duration(int64(m.cfg.UserTTL) - (now - u.written)), nil
 }
+
+// Sweep frees the state of users whose TTL has passed, keeping only what
+// Global.Users needs, and returns how many it freed. Expired users are
+// already invisible; a long-running process calls Sweep now and then (say
+// hourly) to bound memory.
+func (m *Memory) Sweep() int {
+	now := m.cfg.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id, u := range m.users {
+		vecGone := now-u.vecWritten > int64(m.cfg.UserTTL)
+		if u.c.Events > 0 && m.expired(u, now) {
+			u.c = Counters{}
+			u.marks = marks{}
+			u.seen = map[int32]int32{}
+			u.recent = newLRU()
+			n++
+		}
+		if vecGone {
+			u.vec, u.vecVersion = nil, 0
+		}
+		if u.c.Events == 0 && u.vec == nil && !u.counted {
+			delete(m.users, id)
+		}
+	}
+	return n
+}

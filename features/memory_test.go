@@ -163,3 +163,35 @@ func BenchmarkMemoryApply(b *testing.B) {
 		})
 	}
 }
+
+func TestMemorySweep(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := features.DefaultConfig()
+	cfg.Now = func() time.Time { return now }
+	m := mustMemory(t, cfg)
+	if _, err := m.Apply(ctx, syntheticEvents(100, 10, 10, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Sweep(); n != 0 {
+		t.Fatalf("Sweep freed %d live users", n)
+	}
+	now = now.Add(cfg.UserTTL + time.Second)
+	if n := m.Sweep(); n != 10 {
+		t.Fatalf("Sweep freed %d users, want 10", n)
+	}
+	if g := m.GlobalNow(); g.Users != 10 {
+		t.Fatalf("Global.Users = %d after sweep, want 10 (users ever seen)", g.Users)
+	}
+	// A returning user starts afresh and is not counted twice.
+	evs := syntheticEvents(100, 10, 10, 1, 1)
+	if _, err := m.Apply(ctx, evs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if u, ok, _ := m.User(ctx, evs[0].User); !ok || u.Events != 1 || len(u.Recent) != 1 {
+		t.Fatalf("returning user = %+v, %v", u, ok)
+	}
+	if g := m.GlobalNow(); g.Users != 10 {
+		t.Fatalf("Global.Users = %d, want 10", g.Users)
+	}
+}

@@ -19,12 +19,14 @@ import (
 	"github.com/streamrec/streamrec"
 )
 
-// Redis key layout (product.md §3). Every key carries a hash tag, so each
-// Lua script touches keys of ONE slot and the store works on Redis Cluster:
+// Redis is the production Store. Key layout (product.md §3); every key
+// carries a hash tag, so a script call that carries one key group touches ONE
+// slot and the store works on Redis Cluster:
 //
 //	sr:{u:<id>}          hash  user counters: n (events), ne / ni (explicit /
 //	                           implicit), es (explicit sum), iw (implicit
-//	                           weight), f / l (first / last ts, Unix ms), and
+//	                           weight), f / l (first / last ts, Unix ms),
+//	                           x (TTL refresh stamp, writer's Unix ms), and
 //	                           o:<topic>/<partition> (highest applied offset)
 //	sr:{u:<id>}:recent   list  recent items, newest first, capped, each once
 //	sr:{u:<id>}:seen     set   every item the user interacted with
@@ -43,9 +45,18 @@ import (
 // Ids are escaped inside keys ('%' → %25, '{' → %7B, '}' → %7D) so an id
 // never ends a hash tag early; members (items in sets, lists) are raw ids.
 //
+// Writes: lua/apply.lua applies key groups (one user's hash+recent+seen, one
+// item's hash, the popularity pair, the global pair), each exactly once per
+// source partition via its o:<partition> marks. Apply pipelines all calls of
+// a batch in one round trip. Over a *redis.Client (one node) a call carries
+// all groups of up to 256 events (short, so reads interleave); over a
+// cluster client each call carries one group (one slot).
+//
 // Per-user keys (hash, recent, seen) get their TTL (Config.UserTTL, default
-// 90 days) refreshed on every applied write; the vector key on every vector
-// write. Item, global and popularity keys do not expire.
+// 90 days) on creation and refreshed on a write once the last refresh is
+// older than 1% of the TTL (so a user expires 89–90 days after the last
+// write); the vector key on every vector write. Item, global and popularity
+// keys do not expire.
 //
 // Popularity range: scores are w·2^((ts−t0)/halfLife) with t0 the first
 // event's time. When an event would pass 700 half-lives after t0 (about 13
