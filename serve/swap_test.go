@@ -74,7 +74,14 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	for v := int64(2); v <= 40; v++ {
 		if v%10 == 0 {
 			f.snaps.publish(v, []byte("corrupt!")) // rejected; the old one stays
-			time.Sleep(15 * time.Millisecond)
+			want := float64(v / 10)
+			deadline := time.Now().Add(5 * time.Second)
+			for testutil.ToFloat64(f.srv.metrics.swapFails.WithLabelValues("decode")) < want {
+				if time.Now().After(deadline) {
+					t.Fatalf("corrupt version %d never tried", v)
+				}
+				time.Sleep(time.Millisecond)
+			}
 			continue
 		}
 		f.snaps.publish(v, fakeBlob(v, 30+int(v)))
