@@ -253,6 +253,27 @@ func kcatPublish(t *testing.T, kcat, broker, topic string, lines []byte) {
 	}
 }
 
+// postEvent posts one event to a server's /v1/events and returns the
+// status.
+func postEvent(t *testing.T, addr, key, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /v1/events: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
 // storeEvents is the feature store's global event count, as
 // `streamrec inspect stats` reports it.
 func storeEvents(redisAddr string) (int64, error) {
@@ -280,7 +301,8 @@ type modelInfo struct {
 
 // TestTopology runs the production topology as separate processes: the
 // embedded broker, a real redis-server, ingest, learn and two servers.
-// Events go in with kcat; both servers must answer with a model. Then one
+// Events go in with kcat (and one through POST /v1/events, with the API
+// key); Redis requires AUTH. Both servers must answer with a model. Then one
 // server and the learner are restarted while more events arrive: no event
 // is lost (store count and events trained equal what was published) and the
 // server that stayed up answers every request.
@@ -297,7 +319,12 @@ func TestTopology(t *testing.T) {
 		t.Skipf("kcat not found: %v", err)
 	}
 	start := time.Now()
-	rd := redistest.Start(t)
+	// Redis with AUTH: every process reaches it through a redis:// URL with
+	// the password (docs/operations.md, Security); the servers require an
+	// API key for POST /v1/events.
+	rd := redistest.StartOptions(t, redistest.Options{Password: "topology-secret"})
+	redisURL := rd.URL()
+	const apiKey = "topology-api-key"
 
 	brokerAddr := freeAddr(t)
 	broker := startProc(t, "broker", "broker", "--addr", brokerAddr, "--partitions", "3", "--log-level", "warn")
@@ -311,11 +338,11 @@ func TestTopology(t *testing.T) {
 
 	ingestAdmin, learnAdmin := freeAddr(t), freeAddr(t)
 	serve1Addr, serve2Addr := freeAddr(t), freeAddr(t)
-	ingest := startProc(t, "ingest", "ingest", "--brokers", brokerAddr, "--redis", rd.Addr(), "--metrics-addr", ingestAdmin, "--log-level", "warn")
-	learnArgs := []string{"learn", "--brokers", brokerAddr, "--redis", rd.Addr(), "--metrics-addr", learnAdmin, "--snapshot-every", "1s", "--log-level", "warn"}
+	ingest := startProc(t, "ingest", "ingest", "--brokers", brokerAddr, "--redis", redisURL, "--metrics-addr", ingestAdmin, "--log-level", "warn")
+	learnArgs := []string{"learn", "--brokers", brokerAddr, "--redis", redisURL, "--metrics-addr", learnAdmin, "--snapshot-every", "1s", "--log-level", "warn"}
 	learn := startProc(t, "learn", learnArgs...)
 	serveArgs := func(addr string) []string {
-		return []string{"serve", "--addr", addr, "--brokers", brokerAddr, "--redis", rd.Addr(), "--log-level", "warn"}
+		return []string{"serve", "--addr", addr, "--brokers", brokerAddr, "--redis", redisURL, "--api-key", apiKey, "--log-level", "warn"}
 	}
 	serve1 := startProc(t, "serve-1", serveArgs(serve1Addr)...)
 	serve2 := startProc(t, "serve-2", serveArgs(serve2Addr)...)
@@ -329,7 +356,7 @@ func TestTopology(t *testing.T) {
 	const n1, n2 = 3000, 2000
 	kcatPublish(t, kcat, brokerAddr, "streamrec.events", topologyEvents(0, n1))
 	eventually(t, "store holds phase-1 events", 30*time.Second, all, func() error {
-		n, err := storeEvents(rd.Addr())
+		n, err := storeEvents(redisURL)
 		if err == nil && n != n1 {
 			err = fmt.Errorf("store has %d events, want %d", n, n1)
 		}
@@ -339,6 +366,18 @@ func TestTopology(t *testing.T) {
 		eventually(t, a+" personalised answer", 20*time.Second, all, personalised(a, "u1", 1))
 	}
 	t.Logf("phase 1 (%d events, both servers answering) at %v", n1, time.Since(start).Round(time.Millisecond))
+
+	// One more event through the API: refused without the key, accepted
+	// (written to Kafka, then ingested and trained like the rest) with it.
+	const posted = `{"id":"t-posted","type":"view","user":"u1","item":"i599","ts":1700999999}`
+	for _, tc := range []struct {
+		key  string
+		want int
+	}{{"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {apiKey, http.StatusAccepted}} {
+		if got := postEvent(t, serve2Addr, tc.key, posted); got != tc.want {
+			t.Fatalf("POST /v1/events with key %q: status %d, want %d", tc.key, got, tc.want)
+		}
+	}
 
 	// Load on serve-2, which stays up through the restarts.
 	var requests, failures atomic.Int64
@@ -374,9 +413,9 @@ func TestTopology(t *testing.T) {
 	eventually(t, "learner ready again", 20*time.Second, all, ready(learnAdmin))
 	eventually(t, "serve-1 ready again", 20*time.Second, all, ready(serve1Addr))
 
-	const total = n1 + n2
+	const total = n1 + n2 + 1 // + the event posted through the API
 	eventually(t, "store holds every event once", 30*time.Second, all, func() error {
-		n, err := storeEvents(rd.Addr())
+		n, err := storeEvents(redisURL)
 		if err == nil && n != total {
 			err = fmt.Errorf("store has %d events, want %d", n, total)
 		}
