@@ -55,8 +55,10 @@ type MFConfig struct {
 	// ImplicitLR is the AdaGrad base rate used for implicit (BPR) updates.
 	ImplicitLR float64 `json:"implicit_lr"`
 	// PositiveMin, when positive, makes ratings at or above it also BPR
-	// positives (so MF ranks well on rating-only data); 0 disables.
-	PositiveMin float64 `json:"positive_min"`
+	// positives (so MF ranks well on rating-only data), each against
+	// RatingNegatives sampled negatives; 0 disables.
+	PositiveMin     float64 `json:"positive_min"`
+	RatingNegatives int     `json:"rating_negatives"`
 }
 
 // BiasConfig configures the user/item bias baseline.
@@ -128,8 +130,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1,
-		MF: MFConfig{Dims: 32, LR: 0.1, BiasLR: 0.3, Reg: 0.02, BiasReg: 0.01,
-			InitStd: 0.05, Negatives: 4, ImplicitLR: 0.05, PositiveMin: 4},
+		MF: MFConfig{Dims: 16, LR: 0.1, BiasLR: 0.3, Reg: 0.02, BiasReg: 0.01,
+			InitStd: 0.05, Negatives: 4, ImplicitLR: 0.05, PositiveMin: 4, RatingNegatives: 2},
 		Bias:            BiasConfig{LR: 0.05, Reg: 0.01},
 		KNN:             KNNConfig{Window: 20, Neighbours: 50, Shrink: 10},
 		Pop:             PopConfig{HalfLife: Duration(7 * 24 * time.Hour)},
@@ -166,6 +168,7 @@ func (c *Config) Validate() error {
 	nonneg("mf.bias_reg", c.MF.BiasReg)
 	pos("mf.init_std", c.MF.InitStd)
 	check(c.MF.Negatives >= 1 && c.MF.Negatives <= 100, "mf.negatives must be in 1..100, got %d", c.MF.Negatives)
+	check(c.MF.RatingNegatives >= 0 && c.MF.RatingNegatives <= 100, "mf.rating_negatives must be in 0..100, got %d", c.MF.RatingNegatives)
 	pos("bias.lr", c.Bias.LR)
 	nonneg("bias.reg", c.Bias.Reg)
 	check(c.KNN.Window > 0, "itemknn.window must be positive, got %d", c.KNN.Window)
