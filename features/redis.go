@@ -266,51 +266,60 @@ func eventArgs(dst []any, e *streamrec.Event, parts map[partKey]string) []any {
 func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error) {
 	p := r.c.Pipeline()
 	var cmds []*redis.Cmd
-	var global []bool // per result: does it count the global group
+	var globalAt [][]int // per call: result positions of global groups
 	perGroup := r.oneSlotPerCall()
 	parts := map[partKey]string{}
-	now := r.cfg.Now().UnixMilli()
-	// A script blocks Redis while it runs: single-node calls stay short so
-	// serving reads interleave; single-slot calls are short anyway.
-	per := maxPerCall
-	if !perGroup {
-		per = eventsPerBatchCall
-	}
-	for start := 0; start < len(events); start += per {
-		chunk := events[start:min(start+per, len(events))]
-		groups := r.groups(chunk)
-		head := []any{r.capArg, r.ttlArg, r.hlArg, now}
-		if !perGroup {
-			args := make([]any, 0, 4+8*len(chunk)+3*len(groups)+4*len(chunk))
-			args = append(append(args, head...), len(chunk))
-			for i := range chunk {
-				args = eventArgs(args, &chunk[i], parts)
-			}
-			var keys []string
-			for _, g := range groups {
-				args = append(args, g.typ, len(g.idx))
-				for _, i := range g.idx {
-					args = append(args, i+1)
-				}
-				keys = append(keys, g.keys...)
-			}
-			cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, keys, args...))
-			continue
+	head := []any{r.capArg, r.ttlArg, r.hlArg, r.cfg.Now().UnixMilli()}
+	local := make([]int, len(events)) // batch index -> call's event number, 0 = not in the call
+	var inCall []int                  // batch indexes in the call, in order
+	var calls []group                 // the call's groups (idx rewritten later)
+
+	flush := func() {
+		if len(calls) == 0 {
+			return
 		}
-		for _, g := range groups {
-			args := make([]any, 0, 4+9*len(g.idx)+2)
-			args = append(append(args, head...), len(g.idx))
-			for _, i := range g.idx {
-				args = eventArgs(args, &chunk[i], parts)
-			}
+		args := make([]any, 0, len(head)+1+8*len(inCall)+2*len(calls)+2*len(inCall))
+		args = append(append(args, head...), len(inCall))
+		for _, i := range inCall {
+			args = eventArgs(args, &events[i], parts)
+		}
+		var keys []string
+		var gl []int
+		for gi, g := range calls {
 			args = append(args, g.typ, len(g.idx))
-			for j := range g.idx {
-				args = append(args, j+1)
+			for _, i := range g.idx {
+				args = append(args, local[i])
 			}
-			cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, g.keys, args...))
-			global = append(global, g.typ == "g")
+			keys = append(keys, g.keys...)
+			if g.typ == "g" {
+				gl = append(gl, gi)
+			}
 		}
+		cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, keys, args...))
+		globalAt = append(globalAt, gl)
+		for _, i := range inCall {
+			local[i] = 0
+		}
+		inCall, calls = inCall[:0], calls[:0]
 	}
+	// A script blocks Redis while it runs: single-node calls carry groups
+	// of about eventsPerBatchCall events so serving reads interleave.
+	refs := 0
+	for _, g := range r.groups(events) {
+		if perGroup || refs+len(g.idx) > eventsPerBatchCall {
+			flush()
+			refs = 0
+		}
+		for _, i := range g.idx {
+			if local[i] == 0 {
+				inCall = append(inCall, i)
+				local[i] = len(inCall)
+			}
+		}
+		calls = append(calls, g)
+		refs += len(g.idx)
+	}
+	flush()
 	if _, err := p.Exec(ctx); err != nil {
 		for _, c := range cmds {
 			if c.Err() != nil {
@@ -325,47 +334,47 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 		if err != nil {
 			return 0, err
 		}
-		if perGroup {
-			if global[i] && len(res) == 1 {
-				applied += int(res[0])
+		for _, k := range globalAt[i] {
+			if k < len(res) {
+				applied += int(res[k])
 			}
-			continue
-		}
-		// The global group is the last of each chunk's call.
-		if len(res) > 0 {
-			applied += int(res[len(res)-1])
 		}
 	}
 	return applied, nil
 }
 
-// groups forms the key groups of a chunk: users, items, popularity, global
-// (the global group last).
-func (r *Redis) groups(chunk []streamrec.Event) []group {
+// groups forms the key groups of a batch: one per user and per item, then
+// the popularity and the global groups; a key with more than maxPerCall
+// events gets consecutive groups.
+func (r *Redis) groups(events []streamrec.Event) []group {
 	users, items := map[string]int{}, map[string]int{}
 	var out []group
-	all := make([]int, len(chunk))
-	for i := range chunk {
-		e := &chunk[i]
-		all[i] = i
-		gi, ok := users[e.User]
-		if !ok {
-			k := UserKey(e.User)
+	add := func(index map[string]int, id string, typ string, keys func() []string, i int) {
+		gi, ok := index[id]
+		if !ok || len(out[gi].idx) == maxPerCall {
 			gi = len(out)
-			users[e.User] = gi
-			out = append(out, group{typ: "u", keys: []string{k, k + ":recent", k + ":seen"}})
-		}
-		out[gi].idx = append(out[gi].idx, i)
-		gi, ok = items[e.Item]
-		if !ok {
-			gi = len(out)
-			items[e.Item] = gi
-			out = append(out, group{typ: "i", keys: []string{ItemKey(e.Item)}})
+			index[id] = gi
+			out = append(out, group{typ: typ, keys: keys()})
 		}
 		out[gi].idx = append(out[gi].idx, i)
 	}
-	out = append(out, group{typ: "p", keys: []string{keyPop, keyPopMeta}, idx: all})
-	return append(out, group{typ: "g", keys: []string{keyGlobal, keyUsers}, idx: all})
+	for i := range events {
+		e := &events[i]
+		add(users, e.User, "u", func() []string {
+			k := UserKey(e.User)
+			return []string{k, k + ":recent", k + ":seen"}
+		}, i)
+		add(items, e.Item, "i", func() []string { return []string{ItemKey(e.Item)} }, i)
+	}
+	for start := 0; start < len(events); start += maxPerCall {
+		all := make([]int, 0, min(maxPerCall, len(events)-start))
+		for i := start; i < min(start+maxPerCall, len(events)); i++ {
+			all = append(all, i)
+		}
+		out = append(out, group{typ: "p", keys: []string{keyPop, keyPopMeta}, idx: all})
+		out = append(out, group{typ: "g", keys: []string{keyGlobal, keyUsers}, idx: all})
+	}
+	return out
 }
 
 // PutItems stores item metadata in the item hashes and the categories beside

@@ -115,12 +115,18 @@ local function apply_user(h, rk, sk, idx)
       distinct[#distinct + 1] = it
     end
   end
+  -- An item already seen may be in the list: move it to the front.
   local push = {}
-  for k = #distinct, 1, -1 do
-    local it = distinct[k]
-    -- An item already seen may be in the list: move it to the front.
-    if redis.call('SADD', sk, it) == 0 then redis.call('LREM', rk, 0, it) end
-    push[#push + 1] = it
+  if #distinct == 1 then
+    if redis.call('SADD', sk, distinct[1]) == 0 then redis.call('LREM', rk, 0, distinct[1]) end
+    push[1] = distinct[1]
+  else
+    local known = redis.call('SMISMEMBER', sk, unpack(distinct))
+    for k = #distinct, 1, -1 do
+      if known[k] == 1 then redis.call('LREM', rk, 0, distinct[k]) end
+      push[#push + 1] = distinct[k]
+    end
+    redis.call('SADD', sk, unpack(distinct))
   end
   local len = redis.call('LPUSH', rk, unpack(push))
   if len > cap then
