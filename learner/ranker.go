@@ -196,7 +196,7 @@ type Ranker struct {
 	// userOff is the sum over the user's explicit events of the value
 	// minus the item's shrunk mean at the time; userOffN counts them.
 	userOff, userOffN []float64
-	global   features.Global
+	global            features.Global
 
 	// examples counts learned examples (negatives included); pending counts
 	// examples whose MLP gradients wait for the next Adam step.
