@@ -29,3 +29,7 @@ fuzz: ## run each decoder fuzz target for FUZZTIME (default 60s)
 
 results: build ## regenerate docs/results.md: replay --json on ../shared/data for every protocol (takes minutes)
 	$(GO) run ./learner/replay/cmd/results -bin bin/streamrec -out docs/results.md
+
+.PHONY: bench-ingest
+bench-ingest: ## Kafka → ingest → Redis (exactly once) on MovieLens 100K, beside redis-benchmark -P 16 -t set on the same server
+	$(GO) test -run '^$$' -bench '^BenchmarkIngestEndToEnd$$' -benchtime $${BENCHTIME:-3x} -benchmem -timeout 30m ./ingest/
