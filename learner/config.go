@@ -133,7 +133,7 @@ func DefaultConfig() Config {
 		MF: MFConfig{Dims: 16, LR: 0.1, BiasLR: 0.3, Reg: 0.02, BiasReg: 0.01,
 			InitStd: 0.05, Negatives: 4, ImplicitLR: 0.05, PositiveMin: 4, RatingNegatives: 2},
 		Bias:            BiasConfig{LR: 0.05, Reg: 0.01},
-		KNN:             KNNConfig{Window: 20, Neighbours: 50, Shrink: 10},
+		KNN:             KNNConfig{Window: 10, Neighbours: 50, Shrink: 10},
 		Pop:             PopConfig{HalfLife: Duration(7 * 24 * time.Hour)},
 		TwoStage:        TwoStageConfig{MFCandidates: 200, CoocCandidates: 100, PopCandidates: 50, Recent: 20},
 		Window:          5000,
