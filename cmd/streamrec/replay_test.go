@@ -168,15 +168,22 @@ func stripTimingJSON(t *testing.T, out string) replayJSON {
 }
 
 func TestReplaySameSeedSameJSON(t *testing.T) {
-	const data = "synthetic:users=60,items=80,events=3000,seed=3"
-	for _, proto := range []string{"prequential", "timesplit", "kfold"} {
-		t.Run(proto, func(t *testing.T) {
-			args := []string{"replay", "--data", data, "--protocol", proto, "--models", "bias,pop,mf", "--seed", "7", "--json"}
+	const data = "synthetic:users=40,items=60,events=1200,seed=3"
+	// Every model in the stream protocol; the costlier protocols with the
+	// models whose code paths they add (snapshot restore, folds).
+	tests := []struct{ protocol, models string }{
+		{"prequential", "mean,bias,pop,itemknn,mf,ranker,twostage"},
+		{"timesplit", "bias,mf,ranker"},
+		{"kfold", "bias,pop,itemknn,mf"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.protocol, func(t *testing.T) {
+			args := []string{"replay", "--data", data, "--protocol", tc.protocol, "--models", tc.models, "--seed", "7", "--json"}
 			a, b := stripTimingJSON(t, mustMain(t, args...)), stripTimingJSON(t, mustMain(t, args...))
 			if !reflect.DeepEqual(a, b) {
 				t.Fatalf("same seed, different JSON:\n%v\n%v", a, b)
 			}
-			if len(a.Results) != 3 || a.Events == 0 {
+			if len(a.Results) != len(strings.Split(tc.models, ",")) || a.Events == 0 {
 				t.Fatalf("results %v", a)
 			}
 		})
