@@ -211,11 +211,12 @@ func TestCrashDuringRebalance(t *testing.T) {
 
 	cfgA := testConfig(addr)
 	cfgA.BatchSize = 50
-	var joined atomic.Bool
+	// A crashes right after a write once B has taken partitions from it
+	// (B consumed something), with A's own batches still in flight.
+	var bRunning atomic.Pointer[running]
 	crash := errors.New("simulated crash during rebalance")
-	var afterJoin atomic.Int32
 	cfgA.AfterWrite = func(ctx context.Context, evs []streamrec.Event) error {
-		if joined.Load() && afterJoin.Add(1) == 3 {
+		if b := bRunning.Load(); b != nil && metric(t, b.reg, "streamrec_ingest_events_consumed_total") > 0 {
 			return crash
 		}
 		return nil
@@ -226,7 +227,7 @@ func TestCrashDuringRebalance(t *testing.T) {
 	cfgB := testConfig(addr)
 	cfgB.BatchSize = 50
 	b := startConsumer(t, cfgB, slow)
-	joined.Store(true)
+	bRunning.Store(b)
 	select {
 	case err := <-a.done:
 		close(a.done)
