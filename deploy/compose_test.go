@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -383,6 +384,22 @@ func TestComposeFile(t *testing.T) {
 	kafka := c.Services["kafka"]
 	if kafka == nil || !strings.HasPrefix(kafka.Image, "apache/kafka:") || !strings.Contains(kafka.Environment["KAFKA_PROCESS_ROLES"], "controller") {
 		t.Errorf("kafka: want the apache/kafka image in KRaft mode (process roles with controller)")
+	}
+	// Kafka formats its storage with CLUSTER_ID, which must be a UUID in
+	// unpadded base64url (22 characters, 16 bytes).
+	if kafka != nil {
+		id, err := base64.RawURLEncoding.DecodeString(kafka.Environment["CLUSTER_ID"])
+		if err != nil || len(id) != 16 {
+			t.Errorf("kafka: CLUSTER_ID %q is not a base64url UUID (%d bytes, %v)", kafka.Environment["CLUSTER_ID"], len(id), err)
+		}
+		for _, k := range []string{"KAFKA_NODE_ID", "KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS", "KAFKA_CONTROLLER_LISTENER_NAMES", "KAFKA_CONTROLLER_QUORUM_VOTERS", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"} {
+			if kafka.Environment[k] == "" {
+				t.Errorf("kafka: %s is required in KRaft mode", k)
+			}
+		}
+		if !strings.Contains(kafka.Environment["KAFKA_ADVERTISED_LISTENERS"], "kafka:9092") {
+			t.Errorf("kafka: containers reach the broker as kafka:9092; advertise it")
+		}
 	}
 	redis := c.Services["redis"]
 	if redis == nil || !strings.HasPrefix(redis.Image, "redis:7") || !containsSeq(redis.Command, "--appendonly", "yes") {
