@@ -148,6 +148,9 @@ func writeTuneText(w io.Writer, dataset, out string, k int, res *tune.Result) er
 	}
 	sort.Strings(names)
 	fmt.Fprintln(w, "\nbest parameters:")
+	if len(names) == 0 {
+		fmt.Fprintln(w, "  (the starting configuration: no trial beat it on validation)")
+	}
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-26s %v\n", n, res.Best.Params[n])
 	}

@@ -12,10 +12,12 @@ import (
 )
 
 // Param is one hyperparameter of the search space: Sample draws a value,
-// writes it into the config and returns it for the report.
+// writes it into the config and returns it for the report. A local draw
+// stays near the config's current value (within a factor of 2, or the
+// neighbouring choices); a global one covers the whole range.
 type Param struct {
 	Name   string
-	Sample func(rng *rand.Rand, c *learner.Config) any
+	Sample func(rng *rand.Rand, c *learner.Config, local bool) any
 }
 
 // logUniform draws from [lo, hi] uniformly on a log scale, rounded to 3
@@ -29,24 +31,47 @@ func logUniform(rng *rand.Rand, lo, hi float64) float64 {
 func pick[T any](rng *rand.Rand, vs ...T) T { return vs[rng.IntN(len(vs))] }
 
 func logParam(name string, lo, hi float64, field func(c *learner.Config) *float64) Param {
-	return Param{name, func(rng *rand.Rand, c *learner.Config) any {
-		v := logUniform(rng, lo, hi)
+	return Param{name, func(rng *rand.Rand, c *learner.Config, local bool) any {
+		a, b := lo, hi
+		if cur := *field(c); local && cur > 0 {
+			a, b = max(lo, cur/2), min(hi, cur*2)
+			if a >= b {
+				a, b = lo, hi
+			}
+		}
+		v := logUniform(rng, a, b)
 		*field(c) = v
 		return v
 	}}
 }
 
+// near returns the choices next to index i (and i itself).
+func near[T any](choices []T, i int) []T {
+	if i < 0 {
+		return choices
+	}
+	return choices[max(0, i-1):min(len(choices), i+2)]
+}
+
 func intParam(name string, field func(c *learner.Config) *int, choices ...int) Param {
-	return Param{name, func(rng *rand.Rand, c *learner.Config) any {
-		v := pick(rng, choices...)
+	return Param{name, func(rng *rand.Rand, c *learner.Config, local bool) any {
+		cs := choices
+		if local {
+			cs = near(choices, slices.Index(choices, *field(c)))
+		}
+		v := pick(rng, cs...)
 		*field(c) = v
 		return v
 	}}
 }
 
 func layersParam(name string, field func(c *learner.Config) *[]int, choices ...[]int) Param {
-	return Param{name, func(rng *rand.Rand, c *learner.Config) any {
-		v := slices.Clone(pick(rng, choices...))
+	return Param{name, func(rng *rand.Rand, c *learner.Config, local bool) any {
+		cs := choices
+		if local {
+			cs = near(choices, slices.IndexFunc(choices, func(l []int) bool { return slices.Equal(l, *field(c)) }))
+		}
+		v := slices.Clone(pick(rng, cs...))
 		*field(c) = v
 		return v
 	}}
@@ -100,8 +125,12 @@ func Space(model string) ([]Param, error) {
 			logParam("itemknn.shrink", 1, 100, func(c *learner.Config) *float64 { return &c.KNN.Shrink }),
 		}, nil
 	case "pop":
-		return []Param{{"pop.half_life", func(rng *rand.Rand, c *learner.Config) any {
-			h := pick(rng, 1, 6, 24, 72, 168, 720, 2160)
+		return []Param{{"pop.half_life", func(rng *rand.Rand, c *learner.Config, local bool) any {
+			hours := []int{1, 6, 24, 72, 168, 720, 2160}
+			if local {
+				hours = near(hours, slices.Index(hours, int(time.Duration(c.Pop.HalfLife)/time.Hour)))
+			}
+			h := pick(rng, hours...)
 			c.Pop.HalfLife = learner.Duration(time.Duration(h) * time.Hour)
 			return time.Duration(c.Pop.HalfLife).String()
 		}}}, nil
@@ -115,15 +144,16 @@ func Space(model string) ([]Param, error) {
 	return nil, fmt.Errorf("tune: unknown model %q", model)
 }
 
-// sample draws one configuration from space over base, retrying draws that
-// the learner's validation rejects.
-func sample(rng *rand.Rand, base learner.Config, space []Param) (learner.Config, map[string]any, error) {
+// sample draws one configuration from space over base (locally around
+// base's values, or over the whole ranges), retrying draws that the
+// learner's validation rejects.
+func sample(rng *rand.Rand, base learner.Config, space []Param, local bool) (learner.Config, map[string]any, error) {
 	var last error
 	for try := 0; try < 100; try++ {
 		c := clone(base)
 		params := make(map[string]any, len(space))
 		for _, p := range space {
-			params[p.Name] = p.Sample(rng, &c)
+			params[p.Name] = p.Sample(rng, &c, local)
 		}
 		if err := c.Validate(); err != nil {
 			last = err

@@ -169,7 +169,9 @@ func Run(ctx context.Context, name string, events []streamrec.Event, items []str
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x7475e))
 	trials := []*Trial{{ID: 0, Params: map[string]any{}, Config: clone(base)}}
 	for id := 1; id < cfg.Trials; id++ {
-		c, params, err := sample(rng, base, space)
+		// Odd trials explore near the start (often already tuned), even
+		// ones the whole ranges.
+		c, params, err := sample(rng, base, space, id%2 == 1)
 		if err != nil {
 			return nil, err
 		}

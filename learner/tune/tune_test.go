@@ -48,7 +48,7 @@ func TestSampleStaysValid(t *testing.T) {
 			t.Fatalf("%s: %v", m, err)
 		}
 		for i := 0; i < 50; i++ {
-			c, params, err := sample(rng, learner.DefaultConfig(), space)
+			c, params, err := sample(rng, learner.DefaultConfig(), space, i%2 == 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,11 +57,26 @@ func TestSampleStaysValid(t *testing.T) {
 			}
 		}
 	}
+	// Local draws stay within a factor of 2 of the start and on
+	// neighbouring choices.
+	base0 := learner.DefaultConfig()
+	for i := 0; i < 50; i++ {
+		c, _, err := sample(rng, base0, mfSpace, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MF.LR < base0.MF.LR/2-1e-9 || c.MF.LR > base0.MF.LR*2+1e-9 {
+			t.Fatalf("local mf.lr %v, start %v", c.MF.LR, base0.MF.LR)
+		}
+		if c.MF.Dims < base0.MF.Dims/2 || c.MF.Dims > base0.MF.Dims*2 {
+			t.Fatalf("local mf.dims %d, start %d", c.MF.Dims, base0.MF.Dims)
+		}
+	}
 	// Sampling must not alias the base config's layer slices.
 	base := learner.DefaultConfig()
 	bottom := append([]int(nil), base.Ranker.Bottom...)
 	for i := 0; i < 20; i++ {
-		_, _, _ = sample(rng, base, rankerSpace)
+		_, _, _ = sample(rng, base, rankerSpace, i%2 == 0)
 	}
 	if !reflect.DeepEqual(base.Ranker.Bottom, bottom) {
 		t.Fatal("sampling changed the base config")
