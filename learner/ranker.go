@@ -55,6 +55,11 @@ type RankerConfig struct {
 	Negatives int `json:"negatives"`
 	// InitStd is the standard deviation of new embeddings.
 	InitStd float64 `json:"init_std"`
+	// SessionGapHours, when positive, gives each user a session bias on
+	// the explicit head that is learned like the other biases but starts
+	// again from zero after a gap of more than this many hours between the
+	// user's events (rating-session effects); 0 disables it.
+	SessionGapHours float64 `json:"session_gap_hours"`
 	// Shrinkage is the prior weight (in events) pulling user and item
 	// explicit means towards the global mean in the shrunk-mean features.
 	Shrinkage float64 `json:"shrinkage"`
@@ -69,23 +74,24 @@ type RankerConfig struct {
 // prequential RMSE (see ranker_bench_test.go).
 func DefaultRankerConfig() RankerConfig {
 	return RankerConfig{
-		Dim:           16,
-		Bottom:        []int{16},
-		Top:           []int{16},
-		HistoryLen:    64,
-		LRBias:        0.15,
-		LREmbedding:   0.1,
-		LRDense:       0.001,
-		L2Bias:        0.001,
-		L2Embedding:   0.03,
-		L2Dense:       1e-5,
-		AdagradInit:   0.1,
-		BatchSize:     32,
-		Negatives:     2,
-		InitStd:       0.05,
-		Shrinkage:     5,
-		HalfLifeHours: 168,
-		Seed:          1,
+		Dim:             32,
+		Bottom:          []int{16},
+		Top:             []int{16},
+		HistoryLen:      32,
+		LRBias:          0.1,
+		LREmbedding:     0.1,
+		LRDense:         0.001,
+		L2Bias:          0.001,
+		L2Embedding:     0.03,
+		L2Dense:         1e-5,
+		AdagradInit:     0.1,
+		BatchSize:       32,
+		Negatives:       2,
+		InitStd:         0.05,
+		Shrinkage:       5,
+		SessionGapHours: 2,
+		HalfLifeHours:   168,
+		Seed:            1,
 	}
 }
 
@@ -117,7 +123,7 @@ func (c *RankerConfig) Validate() error {
 	}{
 		{"lr_bias", c.LRBias, true}, {"lr_embedding", c.LREmbedding, true}, {"lr_dense", c.LRDense, true},
 		{"l2_bias", c.L2Bias, false}, {"l2_embedding", c.L2Embedding, false}, {"l2_dense", c.L2Dense, false}, {"adagrad_init", c.AdagradInit, false},
-		{"init_std", c.InitStd, false}, {"shrinkage", c.Shrinkage, false}, {"half_life_hours", c.HalfLifeHours, true},
+		{"init_std", c.InitStd, false}, {"shrinkage", c.Shrinkage, false}, {"half_life_hours", c.HalfLifeHours, true}, {"session_gap_hours", c.SessionGapHours, false},
 	} {
 		switch {
 		case math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0:
@@ -180,6 +186,8 @@ type Ranker struct {
 	cats   rkIndex
 	userP  rkTable // p_u
 	userB  rkTable // per-head user bias
+	userS  rkTable // per-user session bias (explicit head)
+	sessTS []int64 // per user: time of the last learned event
 	itemQ  rkTable // q_i
 	itemY  rkTable // y_j (history vectors)
 	itemB  rkTable // per-head item bias
@@ -228,6 +236,7 @@ func NewRanker(cfg RankerConfig) (*Ranker, error) {
 	ai := cfg.AdagradInit
 	r.userP = rkTable{width: d, rowWise: true, init: ai}
 	r.userB = rkTable{width: rkNumHeads, init: ai}
+	r.userS = rkTable{width: 1, init: ai}
 	r.itemQ = rkTable{width: d, rowWise: true, init: ai}
 	r.itemY = rkTable{width: d, rowWise: true, init: ai}
 	r.itemB = rkTable{width: rkNumHeads, init: ai}
@@ -370,6 +379,8 @@ func (r *Ranker) userIndex(id string) int32 {
 	i := r.users.add(id)
 	r.userP.grow()
 	r.userB.grow()
+	r.userS.grow()
+	r.sessTS = append(r.sessTS, 0)
 	r.uhist = append(r.uhist, make([]int32, r.cfg.HistoryLen)...)
 	r.uhistLen = append(r.uhistLen, 0)
 	r.userOff = append(r.userOff, 0)
@@ -410,6 +421,14 @@ func (r *Ranker) applySparse(sc *Scorer, ui, ii int32) {
 	r.userB.adagrad(ui, sc.gB[:], c.LRBias, c.L2Bias)
 	r.itemB.adagrad(ii, sc.gB[:], c.LRBias, c.L2Bias)
 	r.bias0.adagrad(0, sc.gB[:], c.LRBias, 0)
+	if c.SessionGapHours > 0 {
+		if !sc.sessOn { // a new session starts from zero
+			r.userS.row(ui)[0] = 0
+			r.userS.acc[ui] = r.userS.init
+		}
+		r.userS.adagrad(ui, sc.gB[rkHeadExplicit:rkHeadExplicit+1], c.LRBias, c.L2Bias)
+		r.sessTS[ui] = max(r.sessTS[ui], sc.ts)
+	}
 	if sc.histN > 0 {
 		for j := range sc.gY {
 			sc.gY[j] = sc.gH[j] * sc.histScale

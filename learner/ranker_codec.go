@@ -15,7 +15,7 @@ import (
 //	u32 len + PCG state | global | user, item and category ids |
 //	sparse tables (values and AdaGrad accumulators) | MLP layers (weights,
 //	pending gradients, Adam moments) | item feature table | user offsets |
-//	u32 CRC-32 (IEEE) of everything before it.
+//	user session times | u32 CRC-32 (IEEE) of everything before it.
 //
 // It holds everything needed to serve (ScoreItems, Predict) and to resume
 // training bit-for-bit (optimiser state and RNG included).
@@ -110,12 +110,15 @@ func (r *Ranker) MarshalBinary() ([]byte, error) {
 	}
 	e.floats(r.userOff)
 	e.floats(r.userOffN)
+	for _, ts := range r.sessTS {
+		e.i64(ts)
+	}
 	e.u32(crc32.ChecksumIEEE(e.b))
 	return e.b, nil
 }
 
 func (r *Ranker) tables() []*rkTable {
-	return []*rkTable{&r.userP, &r.userB, &r.itemQ, &r.itemY, &r.itemB, &r.bias0}
+	return []*rkTable{&r.userP, &r.userB, &r.userS, &r.itemQ, &r.itemY, &r.itemB, &r.bias0}
 }
 
 func (ly *rkLayer) params() [][]float64 {
@@ -284,6 +287,9 @@ func (r *Ranker) UnmarshalBinary(data []byte) error {
 	}
 	d.floatsInto(nr.userOff, "user offsets")
 	d.floatsInto(nr.userOffN, "user offsets")
+	for i := range nr.sessTS {
+		nr.sessTS[i] = d.i64("session times")
+	}
 	if d.err != nil {
 		return d.err
 	}

@@ -137,6 +137,7 @@ type Scorer struct {
 	histIdx   []int32
 	histPos   []int32 // resolved recent rows, -1 for unknown items
 	ui        int32   // the user's row, -1 if unknown
+	sessOn    bool    // the last forward used the user's session bias
 	own       bool    // the ranker's own scorer: may update its caches
 	histN     int
 	histScale float64
@@ -506,8 +507,22 @@ func (sc *Scorer) forward(ui, ii int32) {
 	// The MF term (p_u + h_u)·q_i: pairs (0,1) and (1,2).
 	mf := tin[d+rkPair(0, 1)] + tin[d+rkPair(1, 2)]
 	b0 := r.bias0.row(0)
+	// The session bias applies while the user's session lasts (no gap
+	// longer than SessionGapHours since the user's last learned event).
+	sess := 0.0
+	sc.sessOn = false
+	if ui >= 0 && r.cfg.SessionGapHours > 0 {
+		last := r.sessTS[ui]
+		if last != 0 && sc.ts >= last && float64(sc.ts-last) <= r.cfg.SessionGapHours*3.6e6 {
+			sc.sessOn = true
+			sess = r.userS.row(ui)[0]
+		}
+	}
 	for k := 0; k < rkNumHeads; k++ {
 		v := b0[k] + mf + t[k] + wv[k]
+		if k == rkHeadExplicit {
+			v += sess
+		}
 		if bu != nil {
 			v += bu[k]
 		}

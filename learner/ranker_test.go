@@ -79,6 +79,7 @@ func rkGradExample(t *testing.T) (*Ranker, *Example, int32, int32) {
 	t.Helper()
 	cfg := DefaultRankerConfig()
 	cfg.Dim, cfg.Bottom, cfg.Top, cfg.HistoryLen = 4, []int{5}, []int{6, 3}, 8
+	cfg.SessionGapHours = 48 // the example falls inside the session
 	r := mustRanker(t, cfg)
 	ts := int64(1_700_000_000_000)
 	cats := [][]string{{"a", "b"}, {"b"}, {"c"}, {"a"}, {"d"}}
@@ -178,6 +179,12 @@ func TestRankerGradients(t *testing.T) {
 				{"user bias", r.userB.row(ui), cp(sc.gB[:])},
 				{"item bias", r.itemB.row(ii), cp(sc.gB[:])},
 				{"global bias", r.bias0.row(0), cp(sc.gB[:])},
+			}
+			if tc.head == rkHeadExplicit { // the session bias is on the explicit head only
+				if !sc.sessOn {
+					t.Fatal("the session bias is not exercised")
+				}
+				groups = append(groups, group{"session bias", r.userS.row(ui), cp(sc.gB[rkHeadExplicit : rkHeadExplicit+1])})
 			}
 			gy := make([]float64, len(sc.gH))
 			for j := range gy {
