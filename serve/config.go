@@ -41,6 +41,12 @@ type Config struct {
 	PollInterval time.Duration
 	// ShutdownTimeout bounds the graceful drain at shutdown.
 	ShutdownTimeout time.Duration
+	// CacheTTL keeps a recommendation answer for reuse while the model
+	// version and the user's features (event count, last event, vector) are
+	// unchanged, for at most this long; 0 disables the cache.
+	CacheTTL time.Duration
+	// CacheSize bounds the cached answers.
+	CacheSize int
 }
 
 // DefaultConfig returns the defaults of product.md §5.
@@ -58,6 +64,8 @@ func DefaultConfig() Config {
 		BreakerCooldown: 500 * time.Millisecond,
 		PollInterval:    time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		CacheTTL:        2 * time.Second,
+		CacheSize:       100000,
 	}
 }
 
@@ -92,6 +100,12 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad("%s must be positive, got %s", d.name, d.v)
 		}
+	}
+	if c.CacheTTL < 0 {
+		bad("cache TTL must not be negative, got %s", c.CacheTTL)
+	}
+	if c.CacheTTL > 0 && c.CacheSize <= 0 {
+		bad("cache size must be positive with a cache TTL, got %d", c.CacheSize)
 	}
 	if c.BreakerFailures <= 0 {
 		bad("breaker failures must be positive, got %d", c.BreakerFailures)

@@ -30,6 +30,7 @@ type fakeModel struct {
 	items   []string // popularity order
 	cats    map[string][]string
 	titles  map[string]string
+	calls   atomic.Int64 // Recommend calls
 }
 
 func newFakeModel(version int64, n int) *fakeModel {
@@ -61,6 +62,7 @@ func (m *fakeModel) top(k int, category string, exclude func(string) bool, skip 
 }
 
 func (m *fakeModel) Recommend(q *learner.Query, k int, dst []streamrec.Scored) []streamrec.Scored {
+	m.calls.Add(1)
 	return m.top(k, q.Category, q.Exclude, "", dst)
 }
 

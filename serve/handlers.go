@@ -216,14 +216,29 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 			} else {
 				st.user = features.User{ID: user} // cold start: popularity + session co-occurrence
 			}
-			st.q = learner.Query{User: &st.user, Category: category, TS: ts}
-			if excludeSeen && len(seen) > 0 {
-				for _, it := range seen {
-					st.seen[it] = struct{}{}
+			key := recKey{version: version, user: user, events: st.user.Events, lastTS: st.user.LastTS,
+				vecVer: st.user.VectorVersion, n: n, category: category, exclude: excludeSeen}
+			hit := false
+			if s.cache != nil {
+				if items, hit = s.cache.get(&key, s.now().UnixNano(), st.scored[:0]); hit {
+					s.metrics.cacheHit.Inc()
+				} else {
+					s.metrics.cacheMiss.Inc()
 				}
-				st.q.Exclude = st.exclude
 			}
-			items = model.Recommend(&st.q, n, st.scored[:0])
+			if !hit {
+				st.q = learner.Query{User: &st.user, Category: category, TS: ts}
+				if excludeSeen && len(seen) > 0 {
+					for _, it := range seen {
+						st.seen[it] = struct{}{}
+					}
+					st.q.Exclude = st.exclude
+				}
+				items = model.Recommend(&st.q, n, st.scored[:0])
+				if s.cache != nil {
+					s.cache.put(&key, s.now().UnixNano(), items)
+				}
+			}
 		}
 		st.scored = items[:0]
 	}

@@ -17,6 +17,9 @@ type metrics struct {
 	accepted  prometheus.Counter
 	rejected  *prometheus.CounterVec
 	breaker   prometheus.Gauge
+	cache     *prometheus.CounterVec
+	cacheHit  prometheus.Counter
+	cacheMiss prometheus.Counter
 
 	// Observers are resolved once per (route, status) so the hot path does
 	// no label hashing.
@@ -64,12 +67,16 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 		breaker: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamrec_serve_feature_breaker_open", Help: "1 while the feature-store breaker is open (answers degraded without trying Redis).",
 		}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss).",
+		}, []string{"result"}),
 		observers: map[routeStatus]routeObs{},
 	}
+	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
 	age1 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "streamrec_serve_snapshot_age_seconds", Help: "Age of the serving snapshot since the learner created it (0 when none).",
 	}, age)
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.accepted, m.rejected, m.breaker, age1} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.accepted, m.rejected, m.breaker, m.cache, age1} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -33,6 +33,7 @@ type Server struct {
 	decode  DecodeFunc
 	metrics *metrics
 	breaker *breaker
+	cache   *recCache // nil when disabled
 	cur     atomic.Pointer[loaded]
 	handler http.Handler
 	routes  []route
@@ -88,6 +89,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			s.log.Info().Msg("feature store back; personalised answers resumed")
 		}
 	}}
+	if cfg.CacheTTL > 0 {
+		s.cache = newRecCache(cfg.CacheTTL, cfg.CacheSize)
+	}
 	s.routes = s.routeTable()
 	s.handler = s.buildMux()
 	return s, nil

@@ -135,6 +135,9 @@ func (s *Server) Load(version int64, blob []byte) error {
 		info.Size = len(blob)
 	}
 	old := s.cur.Swap(&loaded{model: m, info: info, loadedAt: s.now()})
+	if s.cache != nil {
+		s.cache.reset() // the old version's answers can no longer be hit; free them
+	}
 	s.metrics.swaps.Inc()
 	s.metrics.version.Set(float64(info.Version))
 	ev := s.log.Info().Int64("version", info.Version).Int("bytes", info.Size).Int("items", info.Items)

@@ -35,6 +35,8 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	fs.IntVar(&cfg.DefaultN, "default-n", cfg.DefaultN, "n when a request gives none")
 	fs.DurationVar(&cfg.FeatureTimeout, "feature-timeout", cfg.FeatureTimeout, "budget of the per-request feature read; past it answers are degraded")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "budget of Kafka writes and admin requests")
+	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", cfg.CacheTTL, "reuse a recommendation while the model and the user's features are unchanged, at most this long (0: off)")
+	fs.IntVar(&cfg.CacheSize, "cache-size", cfg.CacheSize, "cached recommendation answers kept")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "HTTP read timeout")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "HTTP write timeout")
 	dec := streamrec.NewDecoder()

@@ -1,0 +1,317 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/streamrec/streamrec/features"
+	"github.com/streamrec/streamrec/features/redistest"
+	"github.com/streamrec/streamrec/ingest/dataset"
+	"github.com/streamrec/streamrec/learner"
+	"github.com/streamrec/streamrec/serve/loadgen"
+)
+
+// mlLatestSmall finds ../shared/data/ml-latest-small (or $STREAMREC_DATA);
+// absent data skips, except in CI where it fails.
+func mlLatestSmall(tb testing.TB) string {
+	tb.Helper()
+	dir := dataset.SharedDataDir()
+	if dir != "" {
+		dir = filepath.Join(dir, "ml-latest-small")
+		if _, err := os.Stat(filepath.Join(dir, "ratings.csv")); err == nil {
+			return dir
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("ml-latest-small not found under ../shared/data or $STREAMREC_DATA (CI=true, so this fails)")
+	}
+	tb.Skip("ml-latest-small not found under ../shared/data or $STREAMREC_DATA")
+	return ""
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkServeLoad is the serving load benchmark of issue 4 (not a timed
+// test; it runs once whatever -benchtime says):
+//
+//	go test -run '^$' -bench BenchmarkServeLoad -benchtime 1x -timeout 30m ./serve
+//
+// It loads MovieLens latest-small (9,742 items) into a real redis-server,
+// trains the two-stage model on it, publishes the snapshot, serves it over
+// loopback, and measures GET /v1/users/{user}/recommendations?n=10 for
+// random users (10% unknown): latency at a fixed 2,000 req/s with the
+// open-loop generator (serve/loadgen), peak req/s closed-loop (loadgen, and
+// wrk when installed), and the same against a trivial handler on the same
+// machine for the ratio. SERVE_LOAD_DURATION (default 10s) sets each run's
+// length.
+func BenchmarkServeLoad(b *testing.B) {
+	dir := mlLatestSmall(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDur := envDuration("SERVE_LOAD_DURATION", 10*time.Second)
+
+	t0 := time.Now()
+	d, err := dataset.Load(ctx, "movielens:"+dir, dataset.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("data: %d events, %d catalogue items, %d users (%v)", len(d.Events), len(d.Items), d.Users(), time.Since(t0).Round(time.Millisecond))
+
+	rs := redistest.Start(b)
+	client := rs.Client(b)
+	store, err := features.NewRedis(ctx, client, features.DefaultConfig(), zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 = time.Now()
+	loadStore(b, store, d)
+	b.Logf("feature store: %d events applied to Redis in %v", len(d.Events), time.Since(t0).Round(time.Millisecond))
+
+	t0 = time.Now()
+	lc := learner.DefaultConfig()
+	lc.HREvery = 1 << 30 // training speed is not measured here
+	m, err := learner.New("twostage", lc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, err := learner.NewTrainer(lc, []learner.Model{m}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.PutItems(d.Items); err != nil {
+		b.Fatal(err)
+	}
+	for i := range d.Events {
+		tr.Process(&d.Events[i])
+	}
+	blob, info, err := tr.Snapshot(1, nil, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("snapshot: trained in %v, %d bytes, %d items, %d users", time.Since(t0).Round(time.Millisecond), len(blob), info.Items, info.Users)
+	snaps := learner.NewRedisSnapshots(client, 5, zerolog.Nop())
+	if err := snaps.Publish(ctx, info, blob); err != nil {
+		b.Fatal(err)
+	}
+
+	// Two servers over the same store and snapshot: the default (with the
+	// answer cache) and one with the cache off (every request runs the
+	// model).
+	startServer := func(cacheTTL time.Duration) (*Server, string) {
+		cfg := DefaultConfig()
+		cfg.CacheTTL = cacheTTL
+		srv, err := New(cfg, Deps{Features: store, Snapshots: snaps, Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go srv.Serve(ctx, ln, nil)
+		deadline := time.Now().Add(30 * time.Second)
+		for srv.ModelVersion() != 1 {
+			if time.Now().After(deadline) {
+				b.Fatal("snapshot not loaded")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return srv, "http://" + ln.Addr().String()
+	}
+	srv, base := startServer(DefaultConfig().CacheTTL)
+	_, baseNoCache := startServer(0)
+
+	// Users: every known user, plus 10% unknown ones (cold start).
+	seenUser := map[string]bool{}
+	var users []string
+	for i := range d.Events {
+		if u := d.Events[i].User; !seenUser[u] {
+			seenUser[u] = true
+			users = append(users, u)
+		}
+	}
+	for i := 0; i < len(users)/10; i++ {
+		users = append(users, "new-"+strconv.Itoa(i))
+	}
+	paths := make([]string, len(users))
+	for i, u := range users {
+		paths[i] = "/v1/users/" + u + "/recommendations?n=10"
+	}
+	// A fixed pseudo-random order of users.
+	order := make([]int, 1<<16)
+	x := uint32(1)
+	for i := range order {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		order[i] = int(x % uint32(len(paths)))
+	}
+	serveURL := func(i int) string { return base + paths[order[i%len(order)]] }
+	noCacheURL := func(i int) string { return baseNoCache + paths[order[i%len(order)]] }
+
+	// Allocations of one in-process request on the real path (Redis read
+	// included, go-redis's own allocations too), cache hit and model run.
+	h := srv.Handler()
+	req, _ := http.NewRequest("GET", paths[0], nil)
+	w := &discard{h: http.Header{}}
+	allocs := testing.AllocsPerRun(500, func() { h.ServeHTTP(w, req) })
+	b.Logf("allocs per recommendation request in-process, cache hit (real Redis read included): %.0f", allocs)
+	srv.cache.reset()
+	c0 := cpuTime()
+	for i := 0; i < 300; i++ {
+		srv.cache.reset()
+		h.ServeHTTP(w, req)
+	}
+	b.Logf("CPU per recommendation request in-process, cache miss (model runs): %.3f ms", float64(cpuTime()-c0)/1e6/300)
+	c0 = cpuTime()
+	for i := 0; i < 3000; i++ {
+		h.ServeHTTP(w, req)
+	}
+	b.Logf("CPU per recommendation request in-process, cache hit (Redis read + encode): %.3f ms", float64(cpuTime()-c0)/1e6/3000)
+
+	// Trivial handler: a fixed body of the same size.
+	sample, _ := http.Get(serveURL(0))
+	var body []byte
+	if sample != nil {
+		body = make([]byte, 0, 2048)
+		buf := make([]byte, 4096)
+		for {
+			n, err := sample.Body.Read(buf)
+			body = append(body, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		sample.Body.Close()
+	}
+	b.Logf("sample answer (%d bytes): %.300s", len(body), body)
+	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	trivial := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})}
+	go trivial.Serve(tln)
+	defer trivial.Close()
+	trivialURL := func(i int) string { return "http://" + tln.Addr().String() + paths[order[i%len(order)]] }
+
+	b.Logf("machine: %d CPUs (GOMAXPROCS %d), load average %s", runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg())
+	open := loadgen.Config{Rate: 2000, Duration: runDur, Warmup: 2 * time.Second, MaxInFlight: 4000, Timeout: 5 * time.Second}
+	openRun := func(name string, url func(int) string) *loadgen.Result {
+		res, err := loadgen.Run(ctx, open, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%-16s @2000/s open loop: %s", name, res)
+		if res.FirstErr != "" {
+			b.Logf("%-16s first error: %s", name, res.FirstErr)
+		}
+		return res
+	}
+	res := openRun("serve", serveURL)
+	hits0 := testutilCounter(srv.metrics.cacheHit)
+	misses0 := testutilCounter(srv.metrics.cacheMiss)
+	b.Logf("serve cache: %.0f hits, %.0f misses so far", hits0, misses0)
+	tres := openRun("trivial", trivialURL)
+	nres := openRun("serve, no cache", noCacheURL)
+
+	peak, _ := loadgen.Closed(ctx, 32, runDur/2, serveURL)
+	b.Logf("serve   peak closed loop (Go client, 32 conns): %s", peak)
+	tpeak, _ := loadgen.Closed(ctx, 32, runDur/2, trivialURL)
+	b.Logf("trivial peak closed loop (Go client, 32 conns): %s", tpeak)
+
+	wrkPaths := paths[:min(len(paths), 700)]
+	wrkServe := runWrk(b, base, wrkPaths, runDur/2)
+	wrkTrivial := runWrk(b, "http://"+tln.Addr().String(), wrkPaths, runDur/2)
+	wrkNoCache := runWrk(b, baseNoCache, wrkPaths, runDur/2)
+
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	b.ReportMetric(ms(res.Latency.Quantile(0.5)), "p50_ms")
+	b.ReportMetric(ms(res.Latency.Quantile(0.99)), "p99_ms")
+	b.ReportMetric(ms(res.Latency.Quantile(0.999)), "p999_ms")
+	b.ReportMetric(ms(tres.Latency.Quantile(0.99)), "trivial_p99_ms")
+	b.ReportMetric(ms(nres.Latency.Quantile(0.99)), "nocache_p99_ms")
+	b.ReportMetric(peak.Throughput(), "peak_go_rps")
+	b.ReportMetric(tpeak.Throughput(), "trivial_peak_go_rps")
+	if wrkServe > 0 {
+		b.ReportMetric(wrkServe, "peak_wrk_rps")
+		b.ReportMetric(wrkTrivial, "trivial_peak_wrk_rps")
+		b.ReportMetric(wrkNoCache, "nocache_peak_wrk_rps")
+	}
+	b.ReportMetric(allocs, "allocs/request")
+	b.ReportMetric(0, "ns/op") // one run; ns/op means nothing here
+}
+
+func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
+
+var wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// runWrk measures peak req/s with wrk (2 threads, 64 connections) cycling
+// through paths; 0 when wrk is not installed.
+func runWrk(b *testing.B, base string, paths []string, d time.Duration) float64 {
+	bin, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Logf("wrk not installed; peak from the Go client only")
+		return 0
+	}
+	var sb strings.Builder
+	sb.WriteString("local paths = {\n")
+	for _, p := range paths {
+		fmt.Fprintf(&sb, "%q,\n", p)
+	}
+	sb.WriteString("}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", paths[(i % #paths) + 1])\nend\n")
+	script := filepath.Join(b.TempDir(), "paths.lua")
+	if err := os.WriteFile(script, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	secs := max(1, int(d.Seconds()))
+	out, err := exec.Command(bin, "-t2", "-c64", "-d"+strconv.Itoa(secs)+"s", "--latency", "-s", script, base).CombinedOutput()
+	if err != nil {
+		b.Logf("wrk failed: %v: %s", err, out)
+		return 0
+	}
+	b.Logf("wrk -t2 -c64 -d%ds --latency %s:\n%s", secs, base, out)
+	m := wrkRPS.FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

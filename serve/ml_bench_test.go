@@ -1,0 +1,118 @@
+package serve
+
+import (
+	"context"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/streamrec/streamrec/features"
+	"github.com/streamrec/streamrec/ingest/dataset"
+	"github.com/streamrec/streamrec/learner"
+)
+
+// BenchmarkRecommendML measures one recommendation request in-process
+// (no network, in-memory feature store) over a two-stage snapshot trained
+// on MovieLens latest-small: the CPU cost per request that bounds peak
+// req/s, and the server's allocations beside the model's.
+//
+//	go test -run '^$' -bench BenchmarkRecommendML -benchmem ./serve
+func BenchmarkRecommendML(b *testing.B) {
+	dir := mlLatestSmall(b)
+	ctx := context.Background()
+	d, err := dataset.Load(ctx, "movielens:"+dir, dataset.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := features.NewMemory(features.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	loadStore(b, store, d)
+	lc := learner.DefaultConfig()
+	lc.HREvery = 1 << 30
+	m, err := learner.New("twostage", lc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, err := learner.NewTrainer(lc, []learner.Model{m}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.PutItems(d.Items); err != nil {
+		b.Fatal(err)
+	}
+	for i := range d.Events {
+		tr.Process(&d.Events[i])
+	}
+	blob, _, err := tr.Snapshot(1, nil, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(DefaultConfig(), Deps{Features: store, Snapshots: &fakeSnapshots{}, Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Load(1, blob); err != nil {
+		b.Fatal(err)
+	}
+	snap, err := learner.DecodeSnapshot(blob)
+	if err != nil {
+		b.Fatal(err)
+	}
+	user := d.Events[len(d.Events)/2].User
+	h := srv.Handler()
+	for _, tc := range []struct{ name, path string }{
+		{"known-user", "/v1/users/" + user + "/recommendations?n=10"},
+		{"unknown-user", "/v1/users/nobody/recommendations?n=10"},
+		{"popular", "/v1/popular?n=10"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			req, _ := http.NewRequest("GET", tc.path, nil)
+			w := &discard{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+	// CPU time per request (immune to other processes on a shared machine).
+	for _, path := range []string{"/v1/users/" + user + "/recommendations?n=10", "/v1/users/nobody/recommendations?n=10"} {
+		req, _ := http.NewRequest("GET", path, nil)
+		w := &discard{h: http.Header{}}
+		c0 := cpuTime()
+		const n = 300
+		for i := 0; i < n; i++ {
+			h.ServeHTTP(w, req)
+		}
+		b.Logf("%s: %.3f ms CPU per request (process CPU time over %d requests)", path, float64(cpuTime()-c0)/1e6/n, n)
+	}
+	b.Run("snapshot.Recommend-only", func(b *testing.B) {
+		u, seen, _, _ := store.UserSeen(ctx, user)
+		ex := map[string]struct{}{}
+		for _, s := range seen {
+			ex[s] = struct{}{}
+		}
+		q := &learner.Query{User: &u, TS: time.Now().UnixMilli(), Exclude: func(s string) bool { _, ok := ex[s]; return ok }}
+		b.ReportAllocs()
+		for b.Loop() {
+			snap.Recommend(q, 10, nil)
+		}
+	})
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
