@@ -66,8 +66,12 @@ func mustBinary(tb testing.TB) string {
 	return binPath
 }
 
+// goTool is the go command: on the PATH, else the standard install.
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if p := "/usr/local/go/bin/go"; fileExists(p) {
 		return p
 	}
 	return "go"

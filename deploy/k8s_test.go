@@ -490,3 +490,49 @@ func listenPort(args, _ []string, _ []*corev1.ConfigMap) string {
 	}
 	return ""
 }
+
+// TestComposeAndKubernetesAgree checks that both deployments run each
+// component on the same port, in the same consumer group.
+func TestComposeAndKubernetesAgree(t *testing.T) {
+	m := loadManifests(t)
+	c := loadCompose(t)
+	flagValue := func(args []string, name string) string {
+		for i, a := range args {
+			n, v, hasV := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if strings.HasPrefix(a, "-") && n == name {
+				if hasV {
+					return v
+				}
+				if i+1 < len(args) {
+					return args[i+1]
+				}
+			}
+		}
+		return ""
+	}
+	checked := 0
+	for _, d := range m.Deployments {
+		for _, ct := range d.Spec.Template.Spec.Containers {
+			args := append(append([]string{}, ct.Command...), ct.Args...)
+			if len(args) == 0 {
+				continue
+			}
+			for _, name := range sortedKeys(c.Services) {
+				s := c.Services[name]
+				if !s.streamrec() || len(s.Command) == 0 || s.Command[0] != args[0] || s.oneShot() {
+					continue
+				}
+				checked++
+				if kp, cp := listenPort(args, nil, nil), listenPort(s.Command, nil, nil); kp != cp {
+					t.Errorf("%s listens on %q in Kubernetes but %q in compose (%s)", args[0], kp, cp, name)
+				}
+				if kg, cg := flagValue(args, "group"), flagValue(s.Command, "group"); kg != cg {
+					t.Errorf("%s consumer group %q in Kubernetes but %q in compose (%s)", args[0], kg, cg, name)
+				}
+			}
+		}
+	}
+	if checked < 3 {
+		t.Errorf("compared only %d component pairs", checked)
+	}
+}
