@@ -81,7 +81,7 @@ func TestRedisDownMidStream(t *testing.T) {
 // (AOF with fsync every second, as a production Redis), then runs
 // redis-benchmark against the same server for the ratio.
 func benchRedisIngest(b *testing.B, addr string, n int) {
-	s, srv := newRedisStore(b, "--appendfsync", "everysec")
+	s, srv := newRedisStore(b, benchRedisArgs()...)
 	flush := func(b *testing.B) ingest.Writer {
 		if err := s.Client().FlushAll(context.Background()).Err(); err != nil {
 			b.Fatal(err)
@@ -150,4 +150,14 @@ func selfCPU() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// benchRedisArgs is the benchmark server's persistence: AOF with fsync every
+// second (a common production setting), or what STREAMREC_BENCH_REDIS_ARGS
+// says (space-separated redis-server arguments).
+func benchRedisArgs() []string {
+	if v := os.Getenv("STREAMREC_BENCH_REDIS_ARGS"); v != "" {
+		return strings.Fields(v)
+	}
+	return []string{"--appendfsync", "everysec"}
 }
