@@ -289,6 +289,12 @@ func TestGracefulDrainCommits(t *testing.T) {
 	if committed != int64(len(evs)) {
 		t.Fatalf("committed offsets sum to %d, want %d", committed, len(evs))
 	}
+	if g := metric(t, c.reg, "streamrec_ingest_committed_offset", "topic="+streamrec.TopicEvents); g != float64(len(evs)) {
+		t.Fatalf("committed_offset gauges sum to %v, want %d", g, len(evs))
+	}
+	if n := metric(t, c.reg, "streamrec_ingest_batch_size"); n != 1 {
+		t.Fatalf("%v batches observed, want the single drained one", n)
+	}
 }
 
 // TestStoreDownRetries makes the store fail for a while: the consumer backs
