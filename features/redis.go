@@ -278,7 +278,7 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 		if len(calls) == 0 {
 			return
 		}
-		args := make([]any, 0, len(head)+1+8*len(inCall)+2*len(calls)+2*len(inCall))
+		args := make([]any, 0, len(head)+1+8*len(inCall)+12*len(calls)+4*len(inCall))
 		args = append(append(args, head...), len(inCall))
 		for _, i := range inCall {
 			args = eventArgs(args, &events[i], parts)
@@ -290,6 +290,7 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 			for _, i := range g.idx {
 				args = append(args, local[i])
 			}
+			args = r.summaryArgs(args, &g, events, parts)
 			keys = append(keys, g.keys...)
 			if g.typ == "g" {
 				gl = append(gl, gi)
@@ -303,12 +304,16 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 		inCall, calls = inCall[:0], calls[:0]
 	}
 	// A script blocks Redis while it runs: single-node calls carry groups
-	// of about eventsPerBatchCall events so serving reads interleave.
-	refs := 0
+	// of about eventsPerBatchCall events so serving reads interleave. Groups
+	// of one call share its events table (users and items come in event
+	// order; each popularity group shares a call with its global group).
 	for _, g := range r.groups(events) {
-		if perGroup || refs+len(g.idx) > eventsPerBatchCall {
+		switch {
+		case perGroup, g.typ == "p":
 			flush()
-			refs = 0
+		case g.typ == "g":
+		case len(inCall) >= eventsPerBatchCall:
+			flush()
 		}
 		for _, i := range g.idx {
 			if local[i] == 0 {
@@ -317,7 +322,6 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 			}
 		}
 		calls = append(calls, g)
-		refs += len(g.idx)
 	}
 	flush()
 	if _, err := p.Exec(ctx); err != nil {
@@ -341,6 +345,109 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 		}
 	}
 	return applied, nil
+}
+
+// summaryArgs appends g's summary (see parse_summary in lua/apply.lua): what
+// the group does when none of its events was applied before, so the script
+// applies it without looking at each event.
+func (r *Redis) summaryArgs(args []any, g *group, events []streamrec.Event, parts map[partKey]string) []any {
+	// Partitions with their lowest and highest offsets.
+	type span struct {
+		k        partKey
+		min, max int64
+	}
+	var spans []span
+next:
+	for _, i := range g.idx {
+		p := &events[i].Pos
+		if p.Topic == "" {
+			continue
+		}
+		for j := range spans {
+			if spans[j].k.part == p.Partition && spans[j].k.topic == p.Topic {
+				if p.Offset <= spans[j].max {
+					// A duplicate inside the batch: no summary, the
+					// script goes event by event.
+					return append(args, -1)
+				}
+				spans[j].max = p.Offset
+				continue next
+			}
+		}
+		spans = append(spans, span{partKey{p.Topic, p.Partition}, p.Offset, p.Offset})
+	}
+	args = append(args, len(spans))
+	for _, sp := range spans {
+		name, ok := parts[sp.k]
+		if !ok {
+			name = PartitionKey(streamrec.Position{Topic: sp.k.topic, Partition: sp.k.part})
+			parts[sp.k] = name
+		}
+		args = append(args, name, sp.min, sp.max)
+	}
+	var c Counters
+	maxTS := int64(math.MinInt64)
+	for _, i := range g.idx {
+		e := &events[i]
+		if g.typ == "u" || g.typ == "i" {
+			count(&c, e, weight(e))
+		} else {
+			c.Events++
+			if e.Kind == streamrec.Explicit {
+				c.Explicit++
+				c.ExplicitSum += e.Value
+			}
+		}
+		maxTS = max(maxTS, e.TS)
+	}
+	switch g.typ {
+	case "u", "i":
+		args = append(args, c.Events, c.Explicit, c.Implicit, fmtFloat(c.ExplicitSum), fmtFloat(c.ImplicitWeight), c.FirstTS, c.LastTS)
+		if g.typ == "i" {
+			var gp float64
+			for _, i := range g.idx {
+				e := &events[i]
+				gp += weight(e) * math.Exp2(-float64(maxTS-e.TS)/r.hlMillis)
+			}
+			return append(args, fmtFloat(gp), maxTS)
+		}
+		// Distinct items, newest first.
+		var list []any
+		seen := make(map[string]bool, len(g.idx))
+		for k := len(g.idx) - 1; k >= 0; k-- {
+			if it := events[g.idx[k]].Item; !seen[it] {
+				seen[it] = true
+				list = append(list, it)
+			}
+		}
+		return append(append(args, len(list)), list...)
+	case "p":
+		inc := map[string]float64{}
+		var order []string
+		for _, i := range g.idx {
+			e := &events[i]
+			if _, ok := inc[e.Item]; !ok {
+				order = append(order, e.Item)
+			}
+			inc[e.Item] += weight(e) * math.Exp2(float64(e.TS-maxTS)/r.hlMillis)
+		}
+		args = append(args, maxTS, len(order))
+		for _, it := range order {
+			args = append(args, it, fmtFloat(inc[it]))
+		}
+		return args
+	default: // g
+		args = append(args, c.Events, c.Explicit, fmtFloat(c.ExplicitSum), maxTS)
+		var users []any
+		seen := make(map[string]bool, len(g.idx))
+		for _, i := range g.idx {
+			if u := events[i].User; !seen[u] {
+				seen[u] = true
+				users = append(users, u)
+			}
+		}
+		return append(append(args, len(users)), users...)
+	}
 }
 
 // groups forms the key groups of a batch: one per user and per item, then

@@ -58,6 +58,7 @@ func BenchmarkRedisApply(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			reportRedisCost(b, srv)
 		})
 	}
 }
@@ -159,4 +160,40 @@ func BenchmarkRedisApplyMovieLens(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	reportRedisCost(b, srv)
+}
+
+// reportRedisCost reports, per event, the commands the scripts ran and the
+// server's time in EVALSHA (load-independent measures of the Redis side).
+func reportRedisCost(b *testing.B, srv *redistest.Server) {
+	info, err := srv.Client(b).Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var calls, evalUsec float64
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		var n, usec float64
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				n, _ = strconv.ParseFloat(v, 64)
+			case "usec":
+				usec, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		switch name {
+		case "cmdstat_evalsha":
+			evalUsec = usec
+		case "cmdstat_hmget", "cmdstat_hset", "cmdstat_sadd", "cmdstat_smismember", "cmdstat_lpush", "cmdstat_lrem",
+			"cmdstat_ltrim", "cmdstat_pexpire", "cmdstat_pttl", "cmdstat_zincrby", "cmdstat_zadd", "cmdstat_zrange":
+			calls += n
+		}
+	}
+	b.ReportMetric(calls/float64(b.N), "redis-cmds/event")
+	b.ReportMetric(evalUsec*1000/float64(b.N), "redis-script-ns/event")
 }

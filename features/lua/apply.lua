@@ -5,7 +5,11 @@
 -- "" = no identity: always applied), offset, kind ("e" explicit, "i"
 -- implicit), weight, value, ts (Unix ms), user, item. Then key groups, each:
 -- type, k, then k event numbers (1-based, in offset order within a
--- partition). KEYS are consumed in group order:
+-- partition), then the group's summary (see parse_summary): per partition
+-- the lowest and highest offset, and the group's totals as if every event
+-- applied. When every event is above its partition's mark (the normal case:
+-- no redelivery) the summary is applied in O(1) script work; otherwise the
+-- events are applied one by one. KEYS are consumed in group order:
 --   u  user hash, recent list, seen set   (hash tag {u:<id>})
 --   i  item hash                          (hash tag {i:<id>})
 --   p  popularity zset, its meta hash     (hash tag {pop})
@@ -70,6 +74,27 @@ local function add_marks(fields, marks, dirty)
   end
 end
 
+-- fast reports whether every event of the group is above its partition's
+-- mark; if so it raises the marks to the group's highest offsets.
+local function fast(sum, marks, dirty)
+  if sum.none then return false end
+  for _, pt in ipairs(sum.parts) do
+    if not (marks[pt[1]] < pt[2]) then return false end
+  end
+  for _, pt in ipairs(sum.parts) do
+    marks[pt[1]] = pt[3]
+    dirty[pt[1]] = true
+  end
+  return true
+end
+
+local function add_sum(c, sum)
+  c.n, c.ne, c.ni = c.n + sum.n, c.ne + sum.ne, c.ni + sum.ni
+  c.es, c.iw = c.es + sum.es, c.iw + sum.iw
+  if c.f == 0 or sum.f < c.f then c.f = sum.f end
+  if sum.l > c.l then c.l = sum.l end
+end
+
 local function counters(cur)
   return {n = num(cur[1]), ne = num(cur[2]), ni = num(cur[3]), es = num(cur[4]), iw = num(cur[5]),
     f = num(cur[6]), l = num(cur[7])}
@@ -93,28 +118,36 @@ local function counter_fields(c)
   return {'n', fmt(c.n), 'ne', fmt(c.ne), 'ni', fmt(c.ni), 'es', fmt(c.es), 'iw', fmt(c.iw), 'f', fmt(c.f), 'l', fmt(c.l)}
 end
 
-local function apply_user(h, rk, sk, idx)
+local function apply_user(h, rk, sk, idx, sum)
   local cur, marks = load(h, {'n', 'ne', 'ni', 'es', 'iw', 'f', 'l', 'x'}, idx)
   local c = counters(cur)
   local stamp = num(cur[8])
   local dirty, items = {}, {}
-  for _, e in ipairs(idx) do
-    if fresh(e, marks, dirty) then
-      local b = EV + (e - 1) * 8
-      count(c, b)
-      items[#items + 1] = ARGV[b + 8]
+  local distinct, applied = nil, 0
+  if fast(sum, marks, dirty) then
+    add_sum(c, sum)
+    distinct, applied = sum.list, sum.n
+  else
+    for _, e in ipairs(idx) do
+      if fresh(e, marks, dirty) then
+        local b = EV + (e - 1) * 8
+        count(c, b)
+        items[#items + 1] = ARGV[b + 8]
+      end
+    end
+    applied = #items
+    -- Distinct applied items, newest first; pushed oldest first.
+    distinct = {}
+    local have = {}
+    for k = #items, 1, -1 do
+      local it = items[k]
+      if not have[it] then
+        have[it] = true
+        distinct[#distinct + 1] = it
+      end
     end
   end
-  if #items == 0 then return 0 end
-  -- Distinct applied items, newest first; pushed oldest first.
-  local distinct, have = {}, {}
-  for k = #items, 1, -1 do
-    local it = items[k]
-    if not have[it] then
-      have[it] = true
-      distinct[#distinct + 1] = it
-    end
-  end
+  if applied == 0 then return 0 end
   -- An item already seen may be in the list: move it to the front.
   local push = {}
   if #distinct == 1 then
@@ -148,30 +181,42 @@ local function apply_user(h, rk, sk, idx)
     -- The list was recreated (LREM emptied it): give it its TTL back.
     redis.call('PEXPIRE', rk, redis.call('PTTL', h))
   end
-  return #items
+  return applied
 end
 
 -- Item popularity p is the weight sum decayed with the half-life to pt:
 -- p·2^(-(ts-pt)/hl) + w for a newer event, p + w·2^(-(pt-ts)/hl) for an
 -- older one.
-local function apply_item(h, idx)
+local function apply_item(h, idx, sum)
   local cur, marks = load(h, {'n', 'ne', 'ni', 'es', 'iw', 'f', 'l', 'p', 'pt'}, idx)
   local c = counters(cur)
   local p, pt = num(cur[8]), num(cur[9])
   local dirty, applied = {}, 0
-  for _, e in ipairs(idx) do
-    if fresh(e, marks, dirty) then
-      local b = EV + (e - 1) * 8
-      local w, ts = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
-      if c.n == 0 or ts >= pt then
-        if c.n > 0 and ts > pt then p = p * 2 ^ (-(ts - pt) / hl) end
-        p = p + w
-        pt = ts
-      else
-        p = p + w * 2 ^ (-(pt - ts) / hl)
+  if fast(sum, marks, dirty) then
+    if c.n == 0 then
+      p, pt = sum.gp, sum.gpt
+    else
+      local ref = math.max(pt, sum.gpt)
+      p = p * 2 ^ (-(ref - pt) / hl) + sum.gp * 2 ^ (-(ref - sum.gpt) / hl)
+      pt = ref
+    end
+    add_sum(c, sum)
+    applied = sum.n
+  else
+    for _, e in ipairs(idx) do
+      if fresh(e, marks, dirty) then
+        local b = EV + (e - 1) * 8
+        local w, ts = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
+        if c.n == 0 or ts >= pt then
+          if c.n > 0 and ts > pt then p = p * 2 ^ (-(ts - pt) / hl) end
+          p = p + w
+          pt = ts
+        else
+          p = p + w * 2 ^ (-(pt - ts) / hl)
+        end
+        count(c, b)
+        applied = applied + 1
       end
-      count(c, b)
-      applied = applied + 1
     end
   end
   if applied == 0 then return 0 end
@@ -188,18 +233,23 @@ end
 -- Popularity ranking: score = Σ w·2^((ts-t0)/hl). When a batch would pass
 -- 700 half-lives after t0, every score is rescaled to a new t0 first, so
 -- doubles never overflow; events ~1000 half-lives before t0 add 0.
-local function apply_pop(z, h, idx)
+local function apply_pop(z, h, idx, sum)
   local cur, marks = load(h, {'t0', 'lt'}, idx)
   local t0, lt = tonumber(cur[1] or ''), num(cur[2])
   local dirty, todo, maxts = {}, {}, nil
-  for _, e in ipairs(idx) do
-    if fresh(e, marks, dirty) then
-      local ts = tonumber(ARGV[EV + (e - 1) * 8 + 6])
-      todo[#todo + 1] = e
-      if maxts == nil or ts > maxts then maxts = ts end
+  local quick = fast(sum, marks, dirty)
+  if quick then
+    maxts = sum.maxts
+  else
+    for _, e in ipairs(idx) do
+      if fresh(e, marks, dirty) then
+        local ts = tonumber(ARGV[EV + (e - 1) * 8 + 6])
+        todo[#todo + 1] = e
+        if maxts == nil or ts > maxts then maxts = ts end
+      end
     end
+    if #todo == 0 then return 0 end
   end
-  if #todo == 0 then return 0 end
   if t0 == nil then t0 = maxts end
   if (maxts - t0) / hl > 700 then
     local factor = 2 ^ (-(maxts - t0) / hl)
@@ -215,7 +265,15 @@ local function apply_pop(z, h, idx)
     t0 = maxts
   end
   local inc, order = {}, {}
-  for _, e in ipairs(todo) do
+  if quick then
+    -- The summary's increments are relative to 2^((maxts-t0)/hl).
+    local factor = 2 ^ ((maxts - t0) / hl)
+    for j, it in ipairs(sum.items) do
+      redis.call('ZINCRBY', z, sum.incs[j] * factor, it)
+    end
+    todo = idx
+  end
+  for _, e in ipairs(quick and {} or todo) do
     local b = EV + (e - 1) * 8
     local w, ts, it = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6]), ARGV[b + 8]
     if inc[it] == nil then
@@ -234,10 +292,16 @@ local function apply_pop(z, h, idx)
   return #todo
 end
 
-local function apply_global(h, us, idx)
+local function apply_global(h, us, idx, sum)
   local cur, marks = load(h, {'n', 'ne', 'es', 'l'}, idx)
   local n, ne, es, l = num(cur[1]), num(cur[2]), num(cur[3]), num(cur[4])
   local dirty, users, have, applied = {}, {}, {}, 0
+  if fast(sum, marks, dirty) then
+    n, ne, es = n + sum.n, ne + sum.ne, es + sum.es
+    if sum.l > l then l = sum.l end
+    users, applied = sum.users, sum.n
+    idx = {}
+  end
   for _, e in ipairs(idx) do
     if fresh(e, marks, dirty) then
       local b = EV + (e - 1) * 8
@@ -266,24 +330,79 @@ local function apply_global(h, us, idx)
   return applied
 end
 
+-- parse_summary reads a group's summary at ARGV[a]: np, then np ×
+-- (partition, lowest offset, highest offset), then by type
+--   u  n ne ni es iw f l, nd, nd distinct items newest first
+--   i  n ne ni es iw f l, gp gpt (the group's popularity decayed to gpt)
+--   p  maxts, ni, ni × (item, Σ w·2^((ts-maxts)/hl))
+--   g  n ne es l, nu, nu distinct users
+-- and returns it with the index after it. np = -1 means no summary (the
+-- group repeats an offset): the events are applied one by one.
+local function parse_summary(typ, a)
+  local sum = {parts = {}}
+  local np = tonumber(ARGV[a])
+  a = a + 1
+  if np < 0 then
+    -- No summary (duplicates inside the group): event by event.
+    sum.none = true
+    return sum, a
+  end
+  for j = 1, np do
+    sum.parts[j] = {ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])}
+    a = a + 3
+  end
+  if typ == 'u' or typ == 'i' then
+    sum.n, sum.ne, sum.ni = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    sum.es, sum.iw = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    sum.f, sum.l = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+    a = a + 7
+    if typ == 'u' then
+      local nd = tonumber(ARGV[a])
+      sum.list = {}
+      for j = 1, nd do sum.list[j] = ARGV[a + j] end
+      a = a + 1 + nd
+    else
+      sum.gp, sum.gpt = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+      a = a + 2
+    end
+  elseif typ == 'p' then
+    sum.maxts = tonumber(ARGV[a])
+    local ni = tonumber(ARGV[a + 1])
+    a = a + 2
+    sum.items, sum.incs = {}, {}
+    for j = 1, ni do
+      sum.items[j], sum.incs[j] = ARGV[a], tonumber(ARGV[a + 1])
+      a = a + 2
+    end
+  elseif typ == 'g' then
+    sum.n, sum.ne, sum.es, sum.l = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local nu = tonumber(ARGV[a + 4])
+    sum.users = {}
+    for j = 1, nu do sum.users[j] = ARGV[a + 4 + j] end
+    a = a + 5 + nu
+  end
+  return sum, a
+end
+
 local out = {}
 local a, ki = EV + nev * 8 + 1, 1
 while a <= #ARGV do
   local typ, k = ARGV[a], tonumber(ARGV[a + 1])
   local idx = {}
   for j = 1, k do idx[j] = tonumber(ARGV[a + 1 + j]) end
-  a = a + 2 + k
+  local sum
+  sum, a = parse_summary(typ, a + 2 + k)
   if typ == 'u' then
-    out[#out + 1] = apply_user(KEYS[ki], KEYS[ki + 1], KEYS[ki + 2], idx)
+    out[#out + 1] = apply_user(KEYS[ki], KEYS[ki + 1], KEYS[ki + 2], idx, sum)
     ki = ki + 3
   elseif typ == 'i' then
-    out[#out + 1] = apply_item(KEYS[ki], idx)
+    out[#out + 1] = apply_item(KEYS[ki], idx, sum)
     ki = ki + 1
   elseif typ == 'p' then
-    out[#out + 1] = apply_pop(KEYS[ki], KEYS[ki + 1], idx)
+    out[#out + 1] = apply_pop(KEYS[ki], KEYS[ki + 1], idx, sum)
     ki = ki + 2
   elseif typ == 'g' then
-    out[#out + 1] = apply_global(KEYS[ki], KEYS[ki + 1], idx)
+    out[#out + 1] = apply_global(KEYS[ki], KEYS[ki + 1], idx, sum)
     ki = ki + 2
   else
     return redis.error_reply('ERR streamrec apply: unknown group type ' .. tostring(typ))
