@@ -9,6 +9,7 @@ import (
 
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
+	"gonum.org/v1/gonum/floats"
 )
 
 // RankerName is the ranker's name in the model registry and on the command line.
@@ -433,8 +434,9 @@ func (r *Ranker) applySparse(sc *Scorer, ui, ii int32) {
 		for j := range sc.gY {
 			sc.gY[j] = sc.gH[j] * sc.histScale
 		}
+		gg := floats.Dot(sc.gY, sc.gY)
 		for _, hi := range sc.histIdx {
-			r.itemY.adagrad(hi, sc.gY, c.LREmbedding, c.L2Embedding)
+			r.itemY.rowStep(hi, r.itemY.row(hi), sc.gY, gg, c.LREmbedding, c.L2Embedding)
 		}
 	}
 }

@@ -79,19 +79,7 @@ func (t *rkTable) adagrad(i int32, g []float64, lr, l2 float64) {
 	w := t.data[int(i)*t.width : int(i+1)*t.width]
 	_ = g[len(w)-1]
 	if t.rowWise {
-		ss := 0.0
-		for j, gj := range g[:len(w)] {
-			gj += l2 * w[j]
-			ss += gj * gj
-		}
-		if ss == 0 {
-			return
-		}
-		t.acc[i] += ss / float64(len(w))
-		step := lr / math.Sqrt(t.acc[i]+rkAdagradEps)
-		for j, gj := range g[:len(w)] {
-			w[j] -= step * (gj + l2*w[j])
-		}
+		t.rowStep(i, w, g, floats.Dot(g, g), lr, l2)
 		return
 	}
 	a := t.acc[int(i)*t.width : int(i+1)*t.width]
@@ -104,6 +92,25 @@ func (t *rkTable) adagrad(i int32, g []float64, lr, l2 float64) {
 		a[j] += gj * gj
 		w[j] -= lr * gj / math.Sqrt(a[j]+rkAdagradEps)
 	}
+}
+
+// rowStep is the row-wise AdaGrad step on row i (values w) with loss
+// gradient g, gg = g·g, and L2: the accumulator grows by the mean square
+// of g + l2·w, then w -= step·(g + l2·w), with vector kernels.
+func (t *rkTable) rowStep(i int32, w, g []float64, gg, lr, l2 float64) {
+	ss := gg
+	if l2 != 0 {
+		ss += 2*l2*floats.Dot(g, w) + l2*l2*floats.Dot(w, w)
+	}
+	if ss == 0 {
+		return
+	}
+	t.acc[i] += ss / float64(len(w))
+	step := lr / math.Sqrt(t.acc[i]+rkAdagradEps)
+	if l2 != 0 {
+		floats.Scale(1-step*l2, w)
+	}
+	floats.AddScaled(w, -step, g)
 }
 
 // rkItemState is what the ranker remembers of an item for serving.
