@@ -65,6 +65,7 @@ func newMemory(tb testing.TB) *features.Memory {
 
 // running is a consumer running in the background.
 type running struct {
+	c      *ingest.Consumer
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
@@ -78,7 +79,7 @@ func startConsumer(tb testing.TB, cfg ingest.Config, w ingest.Writer) *running {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{reg: reg, cancel: cancel, done: make(chan error, 1)}
+	r := &running{c: c, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- c.Run(ctx) }()
 	tb.Cleanup(func() { r.stop(tb) })
 	return r

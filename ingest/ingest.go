@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +70,18 @@ type Consumer struct {
 	dec *streamrec.Decoder
 	m   *metrics
 	log zerolog.Logger
+	// failing holds the error of a write, DLQ write or commit that is
+	// being retried, nil when all is well (see Ready).
+	failing atomic.Pointer[error]
+}
+
+// Ready reports nil unless a store write, DLQ write or commit is failing
+// and being retried; it backs the /readyz of `streamrec ingest`.
+func (c *Consumer) Ready() error {
+	if p := c.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // New checks cfg and registers the consumer's metrics on reg.
@@ -447,6 +460,7 @@ func (c *Consumer) retry(ctx context.Context, op string, fn func(context.Context
 	for attempt := 0; ; attempt++ {
 		err := fn(ctx)
 		if err == nil {
+			c.failing.Store(nil)
 			if attempt > 0 {
 				c.log.Info().Str("op", op).Int("retries", attempt).Msg("recovered")
 			}
@@ -456,6 +470,8 @@ func (c *Consumer) retry(ctx context.Context, op string, fn func(context.Context
 			return fmt.Errorf("%s: %w", op, err)
 		}
 		c.m.retries.WithLabelValues(op).Inc()
+		ferr := fmt.Errorf("ingest: %s failing: %w", op, err)
+		c.failing.Store(&ferr)
 		if now := c.cfg.Now(); attempt == 0 || now.Sub(lastLog) >= 10*time.Second {
 			lastLog = now
 			c.log.Warn().Err(err).Str("op", op).Int("retries", attempt+1).Dur("backoff", backoff.next).

@@ -61,10 +61,16 @@ func TestRedisDownMidStream(t *testing.T) {
 	const down = 1500 * time.Millisecond
 	time.Sleep(down)
 	retriesDown := metric(t, c.reg, "streamrec_ingest_retries_total", "op=apply")
+	if err := c.c.Ready(); err == nil {
+		t.Error("Ready() = nil while Redis is down")
+	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "all events applied after Redis came back", func() bool { return globalEvents(t, s) >= int64(len(evs)) })
+	if err := c.c.Ready(); err != nil {
+		t.Errorf("Ready() = %v after Redis came back", err)
+	}
 	if err := c.stop(t); err != nil {
 		t.Fatal(err)
 	}

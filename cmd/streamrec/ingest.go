@@ -58,7 +58,7 @@ func runIngest(ctx context.Context, args []string, env Env) error {
 	defer stopHTTP()
 	var httpDone <-chan error
 	if *metricsAddr != "" {
-		addr, done, err := serveHTTP(hctx, *metricsAddr, adminMux(reg, nil), log)
+		addr, done, err := serveHTTP(hctx, *metricsAddr, adminMux(reg, c.Ready), log)
 		if err != nil {
 			return err
 		}

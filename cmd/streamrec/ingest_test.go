@@ -125,6 +125,14 @@ func TestBrokerIngestCommands(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	resp, err := http.Get("http://" + admin["metrics"] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz = %d while Redis and Kafka are up", resp.StatusCode)
+	}
 	if code := stopIngest(); code != 0 {
 		t.Fatalf("ingest exit %d", code)
 	}
