@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/streamrec/streamrec/features"
@@ -246,9 +247,10 @@ func BenchmarkServeLoad(b *testing.B) {
 	b.Logf("trivial peak closed loop (Go client, 32 conns): %s", tpeak)
 
 	wrkPaths := paths[:min(len(paths), 700)]
-	wrkServe := runWrk(b, base, wrkPaths, runDur/2)
-	wrkTrivial := runWrk(b, "http://"+tln.Addr().String(), wrkPaths, runDur/2)
-	wrkNoCache := runWrk(b, baseNoCache, wrkPaths, runDur/2)
+	redisCPU := func() time.Duration { return redisCPUTime(ctx, client) }
+	wrkServe := runWrk(b, "serve", base, wrkPaths, runDur/2, redisCPU)
+	wrkTrivial := runWrk(b, "trivial", "http://"+tln.Addr().String(), wrkPaths, runDur/2, nil)
+	wrkNoCache := runWrk(b, "serve, no cache", baseNoCache, wrkPaths, runDur/2, redisCPU)
 
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	b.ReportMetric(ms(res.Latency.Quantile(0.5)), "p50_ms")
@@ -269,11 +271,36 @@ func BenchmarkServeLoad(b *testing.B) {
 
 func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
 
-var wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+var (
+	wrkRPS   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkTotal = regexp.MustCompile(`(\d+) requests in`)
+)
+
+// redisCPUTime is redis-server's used CPU (user + system) from INFO cpu.
+func redisCPUTime(ctx context.Context, c interface {
+	Info(ctx context.Context, section ...string) *redis.StringCmd
+}) time.Duration {
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
 
 // runWrk measures peak req/s with wrk (2 threads, 64 connections) cycling
-// through paths; 0 when wrk is not installed.
-func runWrk(b *testing.B, base string, paths []string, d time.Duration) float64 {
+// through paths; 0 when wrk is not installed. It also reports the CPU the
+// server (this process) and Redis spent per request, which does not depend
+// on what else runs on the machine: 2 cores / that is the capacity of a
+// dedicated 2-core machine.
+func runWrk(b *testing.B, name, base string, paths []string, d time.Duration, redisCPU func() time.Duration) float64 {
 	bin, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Logf("wrk not installed; peak from the Go client only")
@@ -290,12 +317,28 @@ func runWrk(b *testing.B, base string, paths []string, d time.Duration) float64 
 		b.Fatal(err)
 	}
 	secs := max(1, int(d.Seconds()))
+	var r0 time.Duration
+	if redisCPU != nil {
+		r0 = redisCPU()
+	}
+	c0 := cpuTime()
 	out, err := exec.Command(bin, "-t2", "-c64", "-d"+strconv.Itoa(secs)+"s", "--latency", "-s", script, base).CombinedOutput()
+	serverCPU := cpuTime() - c0
+	var rCPU time.Duration
+	if redisCPU != nil {
+		rCPU = redisCPU() - r0
+	}
 	if err != nil {
 		b.Logf("wrk failed: %v: %s", err, out)
 		return 0
 	}
-	b.Logf("wrk -t2 -c64 -d%ds --latency %s:\n%s", secs, base, out)
+	b.Logf("%s: wrk -t2 -c64 -d%ds --latency %s:\n%s", name, secs, base, out)
+	if m := wrkTotal.FindSubmatch(out); m != nil {
+		n, _ := strconv.ParseFloat(string(m[1]), 64)
+		per := (serverCPU + rCPU).Seconds() / n
+		b.Logf("%s: CPU per request: server %.3f ms + redis %.3f ms = %.3f ms → %.0f req/s on 2 dedicated cores (CPU-time bound, load generator excluded)",
+			name, serverCPU.Seconds()*1e3/n, rCPU.Seconds()*1e3/n, per*1e3, 2/per)
+	}
 	m := wrkRPS.FindSubmatch(out)
 	if m == nil {
 		return 0
