@@ -104,6 +104,9 @@ type queryScratch struct {
 	idxs  []int32
 	vals  []float64
 	names []string
+	sig   []float64
+	fused []float64
+	perm  []int32
 }
 
 var queryScratchPool = sync.Pool{New: func() any { return new(queryScratch) }}

@@ -47,8 +47,8 @@ func train(tb testing.TB, tr *Trainer, d *dataset.Data) {
 }
 
 // TestMFBeatsPopularityOnPlantedClusters: on the synthetic generator's
-// planted taste clusters, MF must rank clearly better than popularity and
-// rate better than the global mean.
+// planted taste clusters, MF and the two-stage recommender must rank clearly
+// better than popularity, and MF rate better than the global mean.
 func TestMFBeatsPopularityOnPlantedClusters(t *testing.T) {
 	d := synthetic(t, 200, 300, 12000)
 	cfg := DefaultConfig()
@@ -67,14 +67,42 @@ func TestMFBeatsPopularityOnPlantedClusters(t *testing.T) {
 	if mf.HREvaluated < 2000 {
 		t.Fatalf("only %d HR evaluations", mf.HREvaluated)
 	}
-	// Margins: with n ≥ 2000 evaluations at HR ≈ 0.2 the standard error of
-	// each HR is ≈ 0.009, so 0.04 is over 3 standard errors of the
-	// difference; the measured gap is larger still (see the log). RMSE is
-	// over ~2,400 ratings; the gap to the mean is several times 0.05.
-	if mf.HRAll < pop.HRAll+0.04 {
-		t.Errorf("MF HR@10 %.4f does not beat popularity %.4f by 0.04", mf.HRAll, pop.HRAll)
+	// Margins: over ~4,400 evaluations at HR ≈ 0.25 the standard error of
+	// each HR is ≈ 0.0065, so 0.03 is over 3 standard errors of the
+	// difference even if the two were independent (they are positively
+	// correlated, which shrinks it); the gap measured when written is 0.053
+	// (0.291 vs 0.237). RMSE is over ~2,400 ratings; the measured gap to the
+	// mean is 0.13 against the asserted 0.05. The data and seed are fixed, so
+	// the test is deterministic; the margins guard against regressions, not
+	// against noise.
+	if mf.HRAll < pop.HRAll+0.03 {
+		t.Errorf("MF HR@10 %.4f does not beat popularity %.4f by 0.03", mf.HRAll, pop.HRAll)
 	}
 	if mf.RMSEAll > mean.RMSEAll-0.05 {
 		t.Errorf("MF RMSE %.4f does not beat the global mean %.4f by 0.05", mf.RMSEAll, mean.RMSEAll)
+	}
+}
+
+// TestTwoStageBeatsPopularityOnPlantedClusters: the production recommender
+// (candidates from MF, co-occurrence and popularity, fused with the deep
+// ranker) must rank clearly better than popularity on planted clusters.
+// Fewer candidates than the defaults keep the test fast; HR@10 is over
+// ~3,000 evaluations (standard error ≈ 0.008 each); the gap measured when
+// written is 0.055 (0.321 vs 0.266), asserted at 0.04.
+func TestTwoStageBeatsPopularityOnPlantedClusters(t *testing.T) {
+	d := synthetic(t, 150, 250, 8000)
+	cfg := DefaultConfig()
+	cfg.Window = 1 << 20
+	cfg.TwoStage.MFCandidates, cfg.TwoStage.CoocCandidates, cfg.TwoStage.PopCandidates = 40, 30, 10
+	tr := newTestTrainer(t, cfg, "pop", "twostage")
+	train(t, tr, d)
+	mm := tr.Metrics()
+	pop, two := mm[0], mm[1]
+	t.Logf("pop hr@10 %.4f, twostage hr@10 %.4f rmse %.4f (hr evaluated %d)", pop.HRAll, two.HRAll, two.RMSEAll, two.HREvaluated)
+	if two.HREvaluated < 2500 {
+		t.Fatalf("only %d HR evaluations", two.HREvaluated)
+	}
+	if two.HRAll < pop.HRAll+0.04 {
+		t.Errorf("two-stage HR@10 %.4f does not beat popularity %.4f by 0.04", two.HRAll, pop.HRAll)
 	}
 }

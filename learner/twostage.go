@@ -2,7 +2,6 @@ package learner
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 
@@ -137,10 +136,10 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 	}
 	slices.Sort(s.cand) // deterministic order whatever the sources
 	// Stage 2: rank.
-	s.vals = t.scoreCandidates(s, q, hasVec, s.vals[:0])
+	s.fused = t.scoreCandidates(s, q, hasVec, s.fused[:0])
 	s.top.reset(k)
 	for j, i := range s.cand {
-		s.top.push(float32(s.vals[j]), i)
+		s.top.push(float32(s.fused[j]), i)
 	}
 	for _, c := range s.top.sorted() {
 		dst = append(dst, streamrec.Scored{Item: mf.items.names[c.idx], Score: float64(c.score)})
@@ -148,11 +147,47 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 	return dst
 }
 
-// scoreCandidates scores s.cand (MF item indexes): by the ranker when there
-// is one, else by MF for users with a vector, else by co-occurrence and
-// popularity.
+// scoreCandidates scores s.cand (MF item indexes) by reciprocal rank
+// fusion of the ranking signals: the deep ranker's score, MF's implicit
+// score b_j + p_u·q_i (when the user has a vector), co-occurrence with the
+// recent items and popularity at q.TS. Each signal ranks the candidates;
+// a candidate's score is the sum over signals of weight / (FusionK + rank).
+// Fusion keeps the ranker in charge where it is confident while a ranker
+// trained only on ratings (which predicts liking, not the next interaction)
+// cannot bury what retrieval knows.
 func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out []float64) []float64 {
 	mf := t.MF
+	n := len(s.cand)
+	for range n {
+		out = append(out, 0)
+	}
+	sig := s.sig[:0]
+	for range n {
+		sig = append(sig, 0)
+	}
+	s.sig = sig
+	fuse := func(w float64) {
+		if w <= 0 {
+			return
+		}
+		perm := s.perm[:0]
+		for k := range n {
+			perm = append(perm, int32(k))
+		}
+		s.perm = perm
+		slices.SortFunc(perm, func(a, b int32) int {
+			switch {
+			case sig[a] > sig[b]:
+				return -1
+			case sig[a] < sig[b]:
+				return 1
+			}
+			return int(a - b)
+		})
+		for r, k := range perm {
+			out[k] += w / (t.cfg.FusionK + float64(r))
+		}
+	}
 	if t.Ranker != nil {
 		names := s.names[:0]
 		for _, i := range s.cand {
@@ -160,15 +195,16 @@ func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out [
 		}
 		s.names = names
 		sc := t.scorers.Get().(ItemScorer)
-		out = sc.ScoreItems(q.User, names, q.TS, out)
+		s.vals = sc.ScoreItems(q.User, names, q.TS, s.vals[:0])
 		t.scorers.Put(sc)
-		return out
+		copy(sig, s.vals)
+		fuse(t.cfg.RankerWeight)
 	}
 	if hasVec {
-		for _, i := range s.cand {
-			out = append(out, float64(mf.bj[i]+dot32(s.vec, mf.irow(i))))
+		for k, i := range s.cand {
+			sig[k] = float64(mf.bj[i] + dot32(s.vec, mf.irow(i)))
 		}
-		return out
+		fuse(t.cfg.MFWeight)
 	}
 	var recent []string
 	if q.User != nil {
@@ -177,18 +213,20 @@ func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out [
 	if len(recent) > t.cfg.Recent {
 		recent = recent[:t.cfg.Recent]
 	}
-	f := t.Pop.factor(q.TS)
-	for _, i := range s.cand {
-		name := mf.items.names[i]
-		v := 0.0
-		if j, ok := t.Pop.items.get(name); ok {
-			v = math.Log1p(t.Pop.score[j]*f) / 100 // popularity breaks ties among co-occurrences
+	if len(recent) > 0 {
+		for k, i := range s.cand {
+			sig[k] = float64(t.KNN.affinity(mf.items.names[i], recent))
 		}
-		if len(recent) > 0 {
-			v += float64(t.KNN.affinity(name, recent))
-		}
-		out = append(out, v)
+		fuse(t.cfg.CoocWeight)
 	}
+	f := t.Pop.factor(q.TS)
+	for k, i := range s.cand {
+		sig[k] = 0
+		if j, ok := t.Pop.items.get(mf.items.names[i]); ok {
+			sig[k] = t.Pop.score[j] * f
+		}
+	}
+	fuse(t.cfg.PopWeight)
 	return out
 }
 
