@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -350,4 +351,46 @@ func TestRedisSnapshots(t *testing.T) {
 	store := NewRedisSnapshots(srv.Client(t), 5, zerolog.Nop())
 	store.Poll = 100 * time.Millisecond
 	snapshotStoreSuite(t, store)
+}
+
+// TestSnapshotConcurrentReads runs every read path from several goroutines
+// (meaningful under -race) and checks they agree with a sequential answer.
+func TestSnapshotConcurrentReads(t *testing.T) {
+	_, blob, _ := trainedSnapshot(t)
+	s, err := DecodeSnapshot(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := int64(1 << 41)
+	q := &Query{User: &features.User{ID: "2", Recent: []string{"i1", "i2"}}, TS: ts}
+	want := s.Recommend(q, 10, nil)
+	wantRank := s.Rank(q.User, []string{"i1", "i2", "i3"}, ts, nil)
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var dst []streamrec.Scored
+			for i := range 50 {
+				dst = s.Recommend(q, 10, dst[:0])
+				if !slices.Equal(dst, want) {
+					errs <- "recommend differs under concurrency"
+					return
+				}
+				dst = s.Rank(q.User, []string{"i1", "i2", "i3"}, ts, dst[:0])
+				if !slices.Equal(dst, wantRank) {
+					errs <- "rank differs under concurrency"
+					return
+				}
+				_ = s.Similar("i"+strconv.Itoa((g*50+i)%100), 5, dst[:0])
+				_ = s.Popular(5, "", ts, dst[:0])
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
 }
