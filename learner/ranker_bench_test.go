@@ -66,3 +66,29 @@ func BenchmarkPrequentialML100K(b *testing.B) {
 	b.ReportMetric(rmse, "rmse")
 	b.ReportMetric(float64(b.N*len(d.Events))/time.Since(start).Seconds(), "events/s")
 }
+
+// BenchmarkRankerScoreItems measures serving-side ranking: one op scores 300
+// candidates for one user (ScoreItems with the item table the ranker keeps).
+func BenchmarkRankerScoreItems(b *testing.B) {
+	d := rkLoadML100K(b)
+	cfg := DefaultRankerConfig()
+	exs := rkFrozenExamples(b, d, cfg.HistoryLen)
+	r, err := NewRanker(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range exs {
+		r.Learn(&exs[i])
+	}
+	var cands []string
+	r.ItemIDs(func(id string) bool { cands = append(cands, id); return len(cands) < 300 })
+	dst := make([]float64, 0, len(cands))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := rkCPUTime()
+	for i := 0; i < b.N; i++ {
+		ex := &exs[(i*7919)%len(exs)]
+		dst = r.ScoreItems(ex.User, cands, ex.Event.TS, dst)
+	}
+	b.ReportMetric(float64(rkCPUTime()-cpu0)/float64(b.N*len(cands)), "cpu-ns/candidate")
+}

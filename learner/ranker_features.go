@@ -511,8 +511,15 @@ func (sc *Scorer) forward(ui, ii int32) {
 	t := r.top.forward(&sc.topS)
 	copy(sc.wideS.acts[0], sc.x)
 	wv := r.wide.forward(&sc.wideS)
+	sc.heads(ui, bu, bi, tin[d:], t, wv)
+}
+
+// heads sums the output scores sc.s from the biases, the pairwise dot
+// products (for the MF term), the top MLP output t and the wide output wv.
+func (sc *Scorer) heads(ui int32, bu, bi, dots, t, wv []float64) {
+	r := sc.r
 	// The MF term (p_u + h_u)·q_i: pairs (0,1) and (1,2).
-	mf := tin[d+rkPair(0, 1)] + tin[d+rkPair(1, 2)]
+	mf := dots[rkPair(0, 1)] + dots[rkPair(1, 2)]
 	b0 := r.bias0.row(0)
 	// The session bias applies while the user's session lasts (no gap
 	// longer than SessionGapHours since the user's last learned event).
