@@ -195,3 +195,25 @@ func TestMemorySweep(t *testing.T) {
 		t.Fatalf("Global.Users = %d, want 10", g.Users)
 	}
 }
+
+func TestMemoryStateDeterministic(t *testing.T) {
+	ctx := context.Background()
+	var out [2][]byte
+	cfg := features.DefaultConfig()
+	fixed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return fixed } // the state records write times
+	for k := range out {
+		m := mustMemory(t, cfg)
+		if _, err := m.Apply(ctx, syntheticEvents(2000, 50, 40, 3, 5)); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := m.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = buf.Bytes()
+	}
+	if !bytes.Equal(out[0], out[1]) {
+		t.Fatal("the same events gave different state bytes")
+	}
+}
