@@ -204,7 +204,8 @@ func TestCrashAfterWriteBeforeCommit(t *testing.T) {
 func TestCrashDuringRebalance(t *testing.T) {
 	addr := startBroker(t, 4)
 	evs := genEvents(4000, 80, 150, 3)
-	produce(t, addr, streamrec.TopicEvents, encode(evs))
+	msgs := encode(evs)
+	produce(t, addr, streamrec.TopicEvents, msgs[:2000])
 	s := newStore(t)
 	slow := &gatedWriter{store: s}
 	slow.set(nil, 15*time.Millisecond) // keep the first consumer busy while B joins
@@ -212,11 +213,15 @@ func TestCrashDuringRebalance(t *testing.T) {
 	cfgA := testConfig(addr)
 	cfgA.BatchSize = 50
 	// A crashes right after a write once B has taken partitions from it
-	// (B consumed something), with A's own batches still in flight.
+	// (B consumed something), with A's own batches still in flight; on a
+	// slow machine, at the latest 5 s after B started.
 	var bRunning atomic.Pointer[running]
+	var bStarted atomic.Int64
 	crash := errors.New("simulated crash during rebalance")
 	cfgA.AfterWrite = func(ctx context.Context, evs []streamrec.Event) error {
-		if b := bRunning.Load(); b != nil && metric(t, b.reg, "streamrec_ingest_events_consumed_total") > 0 {
+		b := bRunning.Load()
+		if b != nil && (metric(t, b.reg, "streamrec_ingest_events_consumed_total") > 0 ||
+			time.Since(time.Unix(0, bStarted.Load())) > 5*time.Second) {
 			return crash
 		}
 		return nil
@@ -227,7 +232,11 @@ func TestCrashDuringRebalance(t *testing.T) {
 	cfgB := testConfig(addr)
 	cfgB.BatchSize = 50
 	b := startConsumer(t, cfgB, slow)
+	bStarted.Store(time.Now().UnixNano())
 	bRunning.Store(b)
+	// New events on every partition while the group rebalances, so both
+	// consumers have work.
+	produce(t, addr, streamrec.TopicEvents, msgs[2000:])
 	select {
 	case err := <-a.done:
 		close(a.done)

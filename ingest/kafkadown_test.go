@@ -36,9 +36,14 @@ func TestKafkaDownMidStream(t *testing.T) {
 	}
 	time.Sleep(time.Second) // the consumer sees the broker gone
 	cfg.Addr = addr
-	b, err = broker.Start(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatalf("restart the broker on %s: %v", addr, err)
+	for attempt := 0; ; attempt++ { // the port is briefly in TIME_WAIT or taken
+		if b, err = broker.Start(cfg, zerolog.Nop()); err == nil {
+			break
+		}
+		if attempt == 20 {
+			t.Fatalf("restart the broker on %s: %v", addr, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	defer b.Close()
 	produce(t, addr, streamrec.TopicEvents, msgs[1000:])
