@@ -334,3 +334,32 @@ func TestStoreDownRetries(t *testing.T) {
 		t.Fatalf("%v retries while the store was down for %s: not backing off", r, down)
 	}
 }
+
+// TestShutdownWhileStoreDown stops the consumer while the store is down: Run
+// gives up after DrainTimeout without committing, and the next consumer gets
+// the whole batch again — nothing is lost.
+func TestShutdownWhileStoreDown(t *testing.T) {
+	addr := startBroker(t, 2)
+	evs := genEvents(300, 10, 20, 10)
+	produce(t, addr, streamrec.TopicEvents, encode(evs))
+	mem := newMemory(t)
+	gw := &gatedWriter{store: mem}
+	gw.set(errors.New("store unavailable"), 0)
+	cfg := testConfig(addr)
+	cfg.DrainTimeout = 300 * time.Millisecond
+	c := startConsumer(t, cfg, gw)
+	waitFor(t, 30*time.Second, "a failed write", func() bool { return metric(t, c.reg, "streamrec_ingest_retries_total", "op=apply") > 0 })
+	if err := c.stop(t); err != nil {
+		t.Fatalf("Run returned %v after an abandoned drain, want nil", err)
+	}
+	if n := globalEvents(t, mem); n != 0 {
+		t.Fatalf("%d events applied through a failing store", n)
+	}
+	gw.set(nil, 0)
+	next := startConsumer(t, testConfig(addr), mem)
+	waitFor(t, 30*time.Second, "all events applied by the next consumer", func() bool { return globalEvents(t, mem) == int64(len(evs)) })
+	if err := next.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkTruth(t, mem, groundTruth(evs))
+}
