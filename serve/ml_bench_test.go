@@ -2,7 +2,9 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +37,14 @@ func BenchmarkRecommendML(b *testing.B) {
 	loadStore(b, store, d)
 	lc := learner.DefaultConfig()
 	lc.HREvery = 1 << 30
+	// SERVE_BENCH_CANDIDATES=MF,COOC,POP overrides the two-stage candidate
+	// counts, to see what the model's per-request cost depends on.
+	if v := os.Getenv("SERVE_BENCH_CANDIDATES"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d,%d,%d", &lc.TwoStage.MFCandidates, &lc.TwoStage.CoocCandidates, &lc.TwoStage.PopCandidates); err != nil {
+			b.Fatalf("SERVE_BENCH_CANDIDATES=%q: want MF,COOC,POP", v)
+		}
+	}
+	b.Logf("two-stage candidates: MF %d, co-occurrence %d, popularity %d", lc.TwoStage.MFCandidates, lc.TwoStage.CoocCandidates, lc.TwoStage.PopCandidates)
 	m, err := learner.New("twostage", lc)
 	if err != nil {
 		b.Fatal(err)
@@ -56,7 +66,9 @@ func BenchmarkRecommendML(b *testing.B) {
 	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(DefaultConfig(), Deps{Features: store, Snapshots: &fakeSnapshots{}, Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
+	cfg := DefaultConfig()
+	cfg.CacheTTL = 0 // every request runs the model
+	srv, err := New(cfg, Deps{Features: store, Snapshots: &fakeSnapshots{}, Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}
