@@ -67,6 +67,11 @@ type RankerConfig struct {
 	// HalfLifeHours is the popularity half-life used when decaying an item's
 	// popularity to the event time (the feature store's default is 168 h).
 	HalfLifeHours float64 `json:"half_life_hours"`
+	// RerankTop, when positive, makes ScoreItems a cascade: all candidates
+	// get a cheap score (biases and the MF term), and only the best
+	// RerankTop of them go through the full network; the others are placed
+	// below them in their cheap order. 0 scores every candidate fully.
+	RerankTop int `json:"rerank_top"`
 	// Seed seeds weight initialisation and negative sampling.
 	Seed uint64 `json:"seed"`
 }
@@ -92,6 +97,7 @@ func DefaultRankerConfig() RankerConfig {
 		Shrinkage:       5,
 		SessionGapHours: 2,
 		HalfLifeHours:   168,
+		RerankTop:       50,
 		Seed:            1,
 	}
 }
@@ -135,6 +141,9 @@ func (c *RankerConfig) Validate() error {
 	}
 	if c.BatchSize <= 0 || c.BatchSize > 1<<16 {
 		bad("batch_size must be in 1..65536, got %d", c.BatchSize)
+	}
+	if c.RerankTop < 0 {
+		bad("rerank_top must be non-negative, got %d", c.RerankTop)
 	}
 	if c.Negatives < 0 || c.Negatives > 100 {
 		bad("negatives must be in 0..100, got %d", c.Negatives)

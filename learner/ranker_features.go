@@ -169,6 +169,10 @@ type Scorer struct {
 	vecs   [rkNumVecs][]float64
 	s      [rkNumHeads]float64
 
+	// ScoreItems' cascade buffers
+	rows, order []int32
+	cheap       []float64
+
 	// cache lets Learn reuse the forward pass of the Predict just before it
 	// on the same example with unchanged weights.
 	cache rkForwardKey
@@ -609,20 +613,109 @@ func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []f
 	if r.implicitN > 0 {
 		head = rkHeadImplicit
 	}
-	for k, id := range items {
-		ii, ok := r.items.get(id)
-		if ok {
+	full := func(k int, ii int32) float64 {
+		if ii >= 0 {
 			sc.setTableItem(ii)
 		} else {
-			ii = -1
 			sc.setUnknownItem()
 		}
 		sc.forward(ui, ii)
 		if head == rkHeadImplicit {
-			dst[k] = rkSigmoid(sc.s[rkHeadImplicit])
+			return rkSigmoid(sc.s[rkHeadImplicit])
+		}
+		return sc.gm + sc.s[rkHeadExplicit]
+	}
+	top := r.cfg.RerankTop
+	if top <= 0 || top >= len(items) {
+		for k, id := range items {
+			dst[k] = full(k, r.items.lookup(id))
+		}
+		return dst
+	}
+	// Cascade: a cheap first pass (biases and the MF term) over all
+	// candidates, the full network on the best RerankTop of them only.
+	sc.rows = rkGrowInt32(sc.rows, len(items))
+	sc.cheap = rkGrow(sc.cheap, len(items))
+	sc.order = rkGrowInt32(sc.order, len(items))
+	b0 := r.bias0.row(0)[head]
+	pu := sc.zero
+	if ui >= 0 {
+		pu = r.userP.row(ui)
+		b0 += r.userB.row(ui)[head]
+	}
+	for k, id := range items {
+		ii := r.items.lookup(id)
+		v := b0
+		if ii >= 0 {
+			q := r.itemQ.row(ii)
+			v += r.itemB.row(ii)[head] + floats.Dot(pu, q) + floats.Dot(sc.h, q)
+		}
+		if math.IsNaN(v) {
+			v = math.Inf(-1)
+		}
+		sc.rows[k], sc.cheap[k], sc.order[k] = ii, v, int32(k)
+	}
+	cheap := sc.cheap
+	rkSelectTop(sc.order, cheap, top)
+	minFull := math.Inf(1)
+	for _, k := range sc.order[:top] {
+		dst[k] = full(int(k), sc.rows[k])
+		minFull = math.Min(minFull, dst[k])
+	}
+	// The rest keep their cheap order, strictly below every full score.
+	for _, k := range sc.order[top:] {
+		if head == rkHeadImplicit {
+			dst[k] = minFull * 0.5 * rkSigmoid(cheap[k])
 		} else {
-			dst[k] = sc.gm + sc.s[rkHeadExplicit]
+			dst[k] = minFull - 2 + rkSigmoid(cheap[k])
 		}
 	}
 	return dst
+}
+
+// rkSelectTop reorders order (indexes into key) so that its first k
+// entries are the k largest keys (ties: lower index first), in O(n)
+// expected time; neither part is sorted.
+func rkSelectTop(order []int32, key []float64, k int) {
+	before := func(a, b int32) bool { return key[a] > key[b] || (key[a] == key[b] && a < b) }
+	lo, hi := 0, len(order)-1
+	for lo < hi {
+		p := order[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for before(order[i], p) {
+				i++
+			}
+			for before(p, order[j]) {
+				j--
+			}
+			if i <= j {
+				order[i], order[j] = order[j], order[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k-1 <= j:
+			hi = j
+		case k-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
+}
+
+func rkGrow(v []float64, n int) []float64 {
+	if cap(v) < n {
+		return make([]float64, n)
+	}
+	return v[:n]
+}
+
+func rkGrowInt32(v []int32, n int) []int32 {
+	if cap(v) < n {
+		return make([]int32, n)
+	}
+	return v[:n]
 }

@@ -554,3 +554,74 @@ func TestRankerML100KRMSE(t *testing.T) {
 }
 
 const rkRacePrefix = 20000
+
+func TestRankerSelectTop(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{1, 2, 5, 50, 51, 300} {
+		for _, k := range []int{1, 2, n / 2, n - 1, n} {
+			if k < 1 || k > n {
+				continue
+			}
+			key := make([]float64, n)
+			order := make([]int32, n)
+			for i := range key {
+				key[i] = float64(rnd.IntN(20)) // many ties
+				order[i] = int32(i)
+			}
+			rkSelectTop(order, key, k)
+			want := slices.Clone(order)
+			slices.SortFunc(want, func(a, b int32) int {
+				if key[a] != key[b] {
+					if key[a] > key[b] {
+						return -1
+					}
+					return 1
+				}
+				return int(a - b)
+			})
+			got := slices.Clone(order[:k])
+			slices.Sort(got)
+			top := slices.Clone(want[:k])
+			slices.Sort(top)
+			if !slices.Equal(got, top) {
+				t.Fatalf("n=%d k=%d: top set %v, want %v", n, k, got, top)
+			}
+		}
+	}
+}
+
+// TestRankerCascade checks that with RerankTop the best candidates by the
+// cheap score are scored by the full network, exactly as without the
+// cascade, and that every other candidate ranks below them.
+func TestRankerCascade(t *testing.T) {
+	evs, items := rkSynthetic(t, "synthetic:users=40,items=120,events=3000,seed=4")
+	cfg := rkSmallConfig()
+	cfg.RerankTop = 0
+	r := mustRanker(t, cfg)
+	s := newRKStream(t, items)
+	rkTrain(t, r, s, evs)
+	var ids []string
+	r.ItemIDs(func(id string) bool { ids = append(ids, id); return true })
+	ids = append(ids, "never-seen")
+	var u features.User
+	s.store.UserInto(evs[len(evs)-1].User, &u)
+	ts := evs[len(evs)-1].TS
+	fullScores := r.ScoreItems(&u, ids, ts, nil)
+	r.cfg.RerankTop = 10
+	casc := r.ScoreItems(&u, ids, ts, nil)
+	var fullIdx, restMax, fullMin = 0, math.Inf(-1), math.Inf(1)
+	for k := range ids {
+		if casc[k] == fullScores[k] {
+			fullIdx++
+			fullMin = math.Min(fullMin, casc[k])
+		} else {
+			restMax = math.Max(restMax, casc[k])
+		}
+	}
+	if fullIdx != 10 {
+		t.Fatalf("%d candidates got the full score, want 10", fullIdx)
+	}
+	if !(restMax < fullMin) {
+		t.Fatalf("a cheaply scored candidate (%g) ranks above a fully scored one (%g)", restMax, fullMin)
+	}
+}
