@@ -108,7 +108,7 @@ func BenchmarkTwoStageLearnPredict(b *testing.B) {
 	globals := make([]features.Global, n)
 	for i := range n {
 		st := tr.Store()
-		st.UserFeaturesInto(evs[i].User, &users[i], tr.maxRecent)
+		st.UserFeaturesInto(evs[i].User, &users[i], max(cfg.KNN.Window, cfg.TwoStage.Recent, cfg.Ranker.HistoryLen))
 		st.ItemInto(evs[i].Item, &items[i])
 		globals[i] = st.GlobalNow()
 		exs[i] = Example{Event: &evs[i], User: &users[i], Item: &items[i], Global: &globals[i]}

@@ -144,7 +144,7 @@ func DefaultConfig() Config {
 		Bias: BiasConfig{LR: 0.05, Reg: 0.01},
 		KNN:  KNNConfig{Window: 10, Neighbours: 50, Shrink: 10},
 		Pop:  PopConfig{HalfLife: Duration(7 * 24 * time.Hour)},
-		TwoStage: TwoStageConfig{MFCandidates: 200, CoocCandidates: 100, PopCandidates: 50, Recent: 10,
+		TwoStage: TwoStageConfig{MFCandidates: 100, CoocCandidates: 50, PopCandidates: 20, Recent: 10,
 			RankerWeight: 1, MFWeight: 1, CoocWeight: 3, PopWeight: 0.25, FusionK: 20},
 		Window:          5000,
 		K:               10,

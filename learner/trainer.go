@@ -159,7 +159,25 @@ func NewTrainerWith(cfg Config, models []Model, log zerolog.Logger, opt TrainerO
 		st.rec, _ = m.(Recommender)
 		t.models = append(t.models, st)
 	}
-	t.maxRecent = max(cfg.KNN.Window, cfg.TwoStage.Recent, cfg.Ranker.HistoryLen, 50)
+	// Copy only as many recent items as the models read (copying 50 ids per
+	// event would dominate MF's cost).
+	all := false
+	for _, m := range models {
+		switch m.(type) {
+		case *TwoStage:
+			t.maxRecent = max(t.maxRecent, cfg.KNN.Window, cfg.TwoStage.Recent, cfg.Ranker.HistoryLen)
+		case *ItemKNN:
+			t.maxRecent = max(t.maxRecent, cfg.KNN.Window)
+		case *Ranker:
+			t.maxRecent = max(t.maxRecent, cfg.Ranker.HistoryLen)
+		case *MF, *Mean, *Bias, *Popularity:
+		default:
+			all = true // unknown models get the whole list
+		}
+	}
+	if all {
+		t.maxRecent = -1
+	}
 	return t, nil
 }
 
