@@ -77,7 +77,8 @@ type RankerConfig struct {
 }
 
 // DefaultRankerConfig returns the configuration tuned on MovieLens 100K
-// prequential RMSE (see ranker_bench_test.go).
+// prequential RMSE (RANKER_DEV=1 RANKER_SEEDS=3 go test -run
+// TestRankerDevML100K ./learner: 0.9313–0.9318 over seeds 1–3).
 func DefaultRankerConfig() RankerConfig {
 	return RankerConfig{
 		Dim:             32,

@@ -2,9 +2,14 @@ package learner
 
 import (
 	"math"
+	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/streamrec/streamrec"
+	"github.com/streamrec/streamrec/features"
 )
 
 // rkCPUTime is the process's user+system CPU time in ns: on a shared,
@@ -91,4 +96,49 @@ func BenchmarkRankerScoreItems(b *testing.B) {
 		dst = r.ScoreItems(ex.User, cands, ex.Event.TS, dst)
 	}
 	b.ReportMetric(float64(rkCPUTime()-cpu0)/float64(b.N*len(cands)), "cpu-ns/candidate")
+}
+
+// BenchmarkRankerMemory measures the ranker's heap per new user and per new
+// item (embeddings, biases, optimiser state, caches and index entries; the
+// id strings belong to the caller).
+func BenchmarkRankerMemory(b *testing.B) {
+	const n = 10000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "id-" + strconv.Itoa(i)
+	}
+	heapNow := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	var perUser, perItem float64
+	for i := 0; i < b.N; i++ {
+		r, err := NewRanker(DefaultRankerConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ev := &streamrec.Event{Kind: streamrec.Explicit, Weight: 1, User: "seed-user", Item: "seed-item", Value: 4, TS: 1e12}
+		ex := &Example{Event: ev, User: &features.User{ID: "seed-user"},
+			Item: &features.Item{ID: "seed-item", Categories: []string{"Drama", "Comedy"}}, Global: &features.Global{}}
+		r.Learn(ex)
+		h0 := heapNow()
+		for _, id := range ids {
+			ev.User = id
+			r.Learn(ex)
+		}
+		h1 := heapNow()
+		ev.User = "seed-user"
+		for _, id := range ids {
+			ev.Item = id
+			r.Learn(ex)
+		}
+		h2 := heapNow()
+		perUser += float64(h1-h0) / n
+		perItem += float64(h2-h1) / n
+		runtime.KeepAlive(r)
+	}
+	b.ReportMetric(perUser/float64(b.N), "heap-B/user")
+	b.ReportMetric(perItem/float64(b.N), "heap-B/item")
 }

@@ -66,8 +66,6 @@ func (t *rkTable) grow() {
 	}
 }
 
-func (t *rkTable) rows() int { return len(t.data) / t.width }
-
 func (t *rkTable) row(i int32) []float64 {
 	return t.data[int(i)*t.width : int(i+1)*t.width]
 }

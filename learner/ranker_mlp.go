@@ -57,7 +57,6 @@ func newRKMLP(in int, hidden []int, out int, reluOut bool, rnd *rand.Rand) rkMLP
 }
 
 func (m *rkMLP) inSize() int  { return m.layers[0].in }
-func (m *rkMLP) outSize() int { return m.layers[len(m.layers)-1].out }
 
 // rkMLPScratch holds one forward/backward pass's activations and gradients.
 type rkMLPScratch struct {
