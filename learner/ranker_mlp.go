@@ -56,7 +56,7 @@ func newRKMLP(in int, hidden []int, out int, reluOut bool, rnd *rand.Rand) rkMLP
 	return m
 }
 
-func (m *rkMLP) inSize() int  { return m.layers[0].in }
+func (m *rkMLP) inSize() int { return m.layers[0].in }
 
 // rkMLPScratch holds one forward/backward pass's activations and gradients.
 type rkMLPScratch struct {
