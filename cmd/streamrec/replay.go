@@ -196,8 +196,7 @@ func runReplay(ctx context.Context, args []string, env Env) error {
 	cfg.EvalEvery, cfg.Epochs, cfg.Folds, cfg.Parallel = *evalEvery, *epochs, *folds, *parallel
 	cfg.MinValue, cfg.MaxValue = data.minValue, data.maxValue
 	cfg.Positive = lcfg.PositiveMin
-	// The recent items the models read, as the learner's Trainer copies them.
-	cfg.MaxRecent = max(lcfg.KNN.Window, lcfg.TwoStage.Recent, lcfg.Ranker.HistoryLen, 50)
+	cfg.MaxRecentFor = recentFor(lcfg)
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
@@ -250,4 +249,15 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// recentFor is how many of a user's recent items each model reads, as the
+// learner's Trainer copies them into its feature reads.
+func recentFor(c learner.Config) map[string]int {
+	return map[string]int{
+		"mean": 0, "bias": 0, "pop": 0, "mf": 0,
+		"itemknn":          c.KNN.Window,
+		learner.RankerName: c.Ranker.HistoryLen,
+		"twostage":         max(c.KNN.Window, c.TwoStage.Recent, c.Ranker.HistoryLen),
+	}
 }

@@ -51,7 +51,6 @@ func runTune(ctx context.Context, args []string, env Env) error {
 	cfg.Replay.K, cfg.Replay.Seed = *k, *seed
 	cfg.Replay.MinValue, cfg.Replay.MaxValue = data.minValue, data.maxValue
 	cfg.Replay.Positive = base.PositiveMin
-	cfg.Replay.MaxRecent = max(base.KNN.Window, base.TwoStage.Recent, base.Ranker.HistoryLen, 50)
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
@@ -62,8 +61,9 @@ func runTune(ctx context.Context, args []string, env Env) error {
 	progress, done := newProgress(env, int64(len(d.Events))*int64(cfg.Trials)*2, "tune "+*model)
 	cfg.Progress = progress
 	f := tune.Factory{
-		Model: learner.New,
-		Store: func(c learner.Config) (replay.Store, error) { return replayFactory(c).Store() },
+		Model:  learner.New,
+		Store:  func(c learner.Config) (replay.Store, error) { return replayFactory(c).Store() },
+		Recent: recentFor,
 	}
 	res, err := tune.Run(ctx, d.Name, d.Events, d.Items, base, cfg, f)
 	done()

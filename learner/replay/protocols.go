@@ -33,6 +33,8 @@ type runner struct {
 	n     int64 // events processed
 	// values says the model predicts values (RMSE/MAE apply).
 	values bool
+	// maxRecent caps the recent items of each feature read.
+	maxRecent int
 }
 
 func (e *runEnv) newRunner(ctx context.Context, model string) (*runner, error) {
@@ -40,7 +42,10 @@ func (e *runEnv) newRunner(ctx context.Context, model string) (*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	r := &runner{cfg: e.cfg, model: m, values: !slices.Contains(e.cfg.RankOnly, model)}
+	r := &runner{cfg: e.cfg, model: m, values: !slices.Contains(e.cfg.RankOnly, model), maxRecent: e.cfg.MaxRecent}
+	if n, ok := e.cfg.MaxRecentFor[model]; ok {
+		r.maxRecent = n
+	}
 	r.rec, _ = m.(learner.Recommender)
 	if err := r.resetStore(ctx, e); err != nil {
 		return nil, err
@@ -65,7 +70,7 @@ func (r *runner) resetStore(ctx context.Context, e *runEnv) error {
 
 // read loads the features as they are just before ev.
 func (r *runner) read(ev *streamrec.Event) *learner.Example {
-	r.store.UserFeaturesInto(ev.User, &r.u, r.cfg.MaxRecent)
+	r.store.UserFeaturesInto(ev.User, &r.u, r.maxRecent)
 	r.store.ItemInto(ev.Item, &r.it)
 	r.g = r.store.GlobalNow()
 	r.ex = learner.Example{Event: ev, User: &r.u, Item: &r.it, Global: &r.g}
@@ -418,7 +423,7 @@ func (e *runEnv) kfold(ctx context.Context, t *task) (*outcome, error) {
 					delete(rel, it) // a repeat of a training pair is not new to the user
 				}
 			}
-			r.store.UserFeaturesInto(user, &r.u, r.cfg.MaxRecent)
+			r.store.UserFeaturesInto(user, &r.u, r.maxRecent)
 			list := r.topK(&r.u, func(item string) bool { _, ok := excl[item]; return ok }, lastTS, e.cfg.K)
 			o.rk.AddSet(list, rel, e.cfg.K)
 			if err := ctx.Err(); err != nil {

@@ -100,8 +100,9 @@ type Config struct {
 	// separately (used by tune).
 	ValFraction float64
 	// MaxRecent caps the recent items copied into each feature read
-	// (negative: all the store keeps).
-	MaxRecent int
+	// (negative: all the store keeps); MaxRecentFor overrides it per model.
+	MaxRecent    int
+	MaxRecentFor map[string]int
 	// RankOnly names the models whose Predict is a relevance score rather
 	// than a value (pop, itemknn): they get no RMSE/MAE.
 	RankOnly []string

@@ -80,6 +80,9 @@ func (c *Config) Validate() error {
 type Factory struct {
 	Model func(name string, cfg learner.Config) (learner.Model, error)
 	Store func(cfg learner.Config) (replay.Store, error)
+	// Recent, when set, gives the recent items each model reads under a
+	// trial's configuration (replay.Config.MaxRecentFor).
+	Recent func(cfg learner.Config) map[string]int
 }
 
 // Rung is one trial's score on one rung.
@@ -303,6 +306,9 @@ func score(ctx context.Context, name string, events []streamrec.Event, items []s
 		}
 	}
 	tc := t.Config
+	if f.Recent != nil {
+		rc.MaxRecentFor = f.Recent(tc)
+	}
 	fac := replay.Factory{
 		Model: func(m string) (learner.Model, error) { return f.Model(m, tc) },
 		Store: func() (replay.Store, error) { return f.Store(tc) },
