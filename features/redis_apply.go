@@ -19,6 +19,11 @@ func kindArg(k streamrec.Kind) string {
 	return "i"
 }
 
+// summaryMin is the fewest events for which a group carries a summary:
+// below it the summary costs the script more (in arguments to parse) than
+// the per-event loop it saves, since the events are sent anyway.
+const summaryMin = 16
+
 // group is one key's (or the global/popularity keys') events of a chunk.
 type group struct {
 	typ  string // u, i, p, g (see lua/apply.lua)
@@ -181,6 +186,9 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 // the group does when none of its events was applied before, so the script
 // applies it without looking at each event.
 func (r *Redis) summaryArgs(args []any, g *group, events []streamrec.Event, parts map[partKey]string) []any {
+	if len(g.idx) < summaryMin {
+		return append(args, -1)
+	}
 	// Partitions with their lowest and highest offsets.
 	type span struct {
 		k        partKey

@@ -33,13 +33,23 @@ local EV = 5
 local function fmt(x) return x end
 local function num(s) return tonumber(s or '0') or 0 end
 
+-- The events, parsed once: partition, offset, explicit?, weight, value, ts,
+-- user, item by event number.
+local P, O, X, W, V, T, U, I = {}, {}, {}, {}, {}, {}, {}, {}
+for e = 1, nev do
+  local b = EV + (e - 1) * 8
+  P[e], O[e], X[e] = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3] == 'e'
+  W[e], V[e], T[e] = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+  U[e], I[e] = ARGV[b + 7], ARGV[b + 8]
+end
+
 -- Reads the counter fields plus the marks of the group's partitions in one
 -- HMGET. Returns the values, the marks table and the field count.
 local function load(h, fields, idx)
   local nf = #fields
   local parts = {}
   for _, e in ipairs(idx) do
-    local p = ARGV[EV + (e - 1) * 8 + 1]
+    local p = P[e]
     if p ~= '' and parts[p] == nil then
       parts[p] = true
       fields[#fields + 1] = 'o:' .. p
@@ -55,10 +65,9 @@ end
 
 -- fresh reports whether event e is above its partition's mark and raises it.
 local function fresh(e, marks, dirty)
-  local b = EV + (e - 1) * 8
-  local p = ARGV[b + 1]
+  local p = P[e]
   if p == '' then return true end
-  local off = tonumber(ARGV[b + 2])
+  local off = O[e]
   if off > marks[p] then
     marks[p] = off
     dirty[p] = true
@@ -100,15 +109,15 @@ local function counters(cur)
     f = num(cur[6]), l = num(cur[7])}
 end
 
-local function count(c, b)
-  local ts = tonumber(ARGV[b + 6])
+local function count(c, e)
+  local ts = T[e]
   c.n = c.n + 1
-  if ARGV[b + 3] == 'e' then
+  if X[e] then
     c.ne = c.ne + 1
-    c.es = c.es + tonumber(ARGV[b + 5])
+    c.es = c.es + V[e]
   else
     c.ni = c.ni + 1
-    c.iw = c.iw + tonumber(ARGV[b + 4])
+    c.iw = c.iw + W[e]
   end
   if c.f == 0 or ts < c.f then c.f = ts end
   if ts > c.l then c.l = ts end
@@ -130,9 +139,8 @@ local function apply_user(h, rk, sk, idx, sum)
   else
     for _, e in ipairs(idx) do
       if fresh(e, marks, dirty) then
-        local b = EV + (e - 1) * 8
-        count(c, b)
-        items[#items + 1] = ARGV[b + 8]
+        count(c, e)
+        items[#items + 1] = I[e]
       end
     end
     applied = #items
@@ -205,8 +213,7 @@ local function apply_item(h, idx, sum)
   else
     for _, e in ipairs(idx) do
       if fresh(e, marks, dirty) then
-        local b = EV + (e - 1) * 8
-        local w, ts = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
+        local w, ts = W[e], T[e]
         if c.n == 0 or ts >= pt then
           if c.n > 0 and ts > pt then p = p * 2 ^ (-(ts - pt) / hl) end
           p = p + w
@@ -214,7 +221,7 @@ local function apply_item(h, idx, sum)
         else
           p = p + w * 2 ^ (-(pt - ts) / hl)
         end
-        count(c, b)
+        count(c, e)
         applied = applied + 1
       end
     end
@@ -243,7 +250,7 @@ local function apply_pop(z, h, idx, sum)
   else
     for _, e in ipairs(idx) do
       if fresh(e, marks, dirty) then
-        local ts = tonumber(ARGV[EV + (e - 1) * 8 + 6])
+        local ts = T[e]
         todo[#todo + 1] = e
         if maxts == nil or ts > maxts then maxts = ts end
       end
@@ -274,8 +281,7 @@ local function apply_pop(z, h, idx, sum)
     todo = idx
   end
   for _, e in ipairs(quick and {} or todo) do
-    local b = EV + (e - 1) * 8
-    local w, ts, it = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6]), ARGV[b + 8]
+    local w, ts, it = W[e], T[e], I[e]
     if inc[it] == nil then
       inc[it] = 0
       order[#order + 1] = it
@@ -304,15 +310,14 @@ local function apply_global(h, us, idx, sum)
   end
   for _, e in ipairs(idx) do
     if fresh(e, marks, dirty) then
-      local b = EV + (e - 1) * 8
       n = n + 1
-      if ARGV[b + 3] == 'e' then
+      if X[e] then
         ne = ne + 1
-        es = es + tonumber(ARGV[b + 5])
+        es = es + V[e]
       end
-      local ts = tonumber(ARGV[b + 6])
+      local ts = T[e]
       if ts > l then l = ts end
-      local u = ARGV[b + 7]
+      local u = U[e]
       if not have[u] then
         have[u] = true
         users[#users + 1] = u
