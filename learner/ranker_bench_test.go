@@ -1,7 +1,9 @@
 package learner
 
 import (
+	"encoding/json"
 	"math"
+	"os"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -28,6 +30,11 @@ func rkCPUTime() int64 {
 func BenchmarkRankerPredictLearn(b *testing.B) {
 	d := rkLoadML100K(b)
 	cfg := DefaultRankerConfig()
+	if s := os.Getenv("RANKER_CFG"); s != "" { // development: compare configurations
+		if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
 	exs := rkFrozenExamples(b, d, cfg.HistoryLen)
 	r, err := NewRanker(cfg)
 	if err != nil {
