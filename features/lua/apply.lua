@@ -22,8 +22,8 @@
 -- Numbers are handed to Redis as Lua numbers, which Redis writes in a form
 -- that round-trips doubles exactly.
 --
--- Per-user keys get their TTL refreshed when the hash's refresh stamp (field
--- x, writer's wall clock) is older than 1% of the TTL (under a day for 90
+-- Per-user keys get their TTL refreshed when the hash's refresh stamp (x in
+-- field s, writer's wall clock) is older than 1% of the TTL (under a day for 90
 -- days), not on every write: PEXPIRE is the costliest part of a user write.
 --
 -- Returns, per group, the number of events it applied.
@@ -104,9 +104,20 @@ local function add_sum(c, sum)
   if sum.l > c.l then c.l = sum.l end
 end
 
-local function counters(cur)
-  return {n = num(cur[1]), ne = num(cur[2]), ni = num(cur[3]), es = num(cur[4]), iw = num(cur[5]),
-    f = num(cur[6]), l = num(cur[7])}
+-- Counters are packed in one hash field, s: float64s, little endian, in
+-- the order n ne ni es iw f l, then x (users) or p pt (items). One field
+-- instead of nine keeps the HMGET and HSET short (each argument and reply
+-- element of redis.call costs about as much as a small command) and needs
+-- no number formatting or parsing.
+local UFMT, IFMT = '<dddddddd', '<ddddddddd'
+
+-- counters unpacks s (nil: a new key) with format f; it returns the
+-- counters and the trailing values.
+local function counters(s, f)
+  if not s then return {n = 0, ne = 0, ni = 0, es = 0, iw = 0, f = 0, l = 0}, 0, 0 end
+  local n, ne, ni, es, iw, fi, l, a, b = struct.unpack(f, s)
+  if f == UFMT then b = 0 end -- b is unpack's next position
+  return {n = n, ne = ne, ni = ni, es = es, iw = iw, f = fi, l = l}, a, b
 end
 
 local function count(c, e)
@@ -123,14 +134,14 @@ local function count(c, e)
   if ts > c.l then c.l = ts end
 end
 
-local function counter_fields(c)
-  return {'n', fmt(c.n), 'ne', fmt(c.ne), 'ni', fmt(c.ni), 'es', fmt(c.es), 'iw', fmt(c.iw), 'f', fmt(c.f), 'l', fmt(c.l)}
+local function pack(f, c, a, b)
+  if f == UFMT then return struct.pack(f, c.n, c.ne, c.ni, c.es, c.iw, c.f, c.l, a) end
+  return struct.pack(f, c.n, c.ne, c.ni, c.es, c.iw, c.f, c.l, a, b)
 end
 
 local function apply_user(h, rk, sk, idx, sum)
-  local cur, marks = load(h, {'n', 'ne', 'ni', 'es', 'iw', 'f', 'l', 'x'}, idx)
-  local c = counters(cur)
-  local stamp = num(cur[8])
+  local cur, marks = load(h, {'s'}, idx)
+  local c, stamp = counters(cur[1], UFMT)
   local dirty, items = {}, {}
   local distinct, applied = nil, 0
   if fast(sum, marks, dirty) then
@@ -173,13 +184,10 @@ local function apply_user(h, rk, sk, idx, sum)
   if len > cap then
     redis.call('LTRIM', rk, 0, cap - 1)
   end
-  local fields = counter_fields(c)
-  add_marks(fields, marks, dirty)
   local refresh = now - stamp > ttl / 100
-  if refresh then
-    fields[#fields + 1] = 'x'
-    fields[#fields + 1] = now
-  end
+  if refresh then stamp = now end
+  local fields = {'s', pack(UFMT, c, stamp)}
+  add_marks(fields, marks, dirty)
   redis.call('HSET', h, unpack(fields))
   if refresh then
     redis.call('PEXPIRE', h, ttl)
@@ -196,9 +204,8 @@ end
 -- p·2^(-(ts-pt)/hl) + w for a newer event, p + w·2^(-(pt-ts)/hl) for an
 -- older one.
 local function apply_item(h, idx, sum)
-  local cur, marks = load(h, {'n', 'ne', 'ni', 'es', 'iw', 'f', 'l', 'p', 'pt'}, idx)
-  local c = counters(cur)
-  local p, pt = num(cur[8]), num(cur[9])
+  local cur, marks = load(h, {'s'}, idx)
+  local c, p, pt = counters(cur[1], IFMT)
   local dirty, applied = {}, 0
   if fast(sum, marks, dirty) then
     if c.n == 0 then
@@ -227,11 +234,7 @@ local function apply_item(h, idx, sum)
     end
   end
   if applied == 0 then return 0 end
-  local fields = counter_fields(c)
-  fields[#fields + 1] = 'p'
-  fields[#fields + 1] = fmt(p)
-  fields[#fields + 1] = 'pt'
-  fields[#fields + 1] = fmt(pt)
+  local fields = {'s', pack(IFMT, c, p, pt)}
   add_marks(fields, marks, dirty)
   redis.call('HSET', h, unpack(fields))
   return applied
