@@ -218,7 +218,7 @@ func reportRedisCost(b *testing.B, srv *redistest.Server, cpu0 float64) {
 		case "cmdstat_evalsha":
 			evalUsec = usec
 		case "cmdstat_hmget", "cmdstat_hset", "cmdstat_sadd", "cmdstat_smismember", "cmdstat_lpush", "cmdstat_lrem",
-			"cmdstat_ltrim", "cmdstat_pexpire", "cmdstat_pttl", "cmdstat_zincrby", "cmdstat_zadd", "cmdstat_zrange":
+			"cmdstat_ltrim", "cmdstat_pexpire", "cmdstat_pttl", "cmdstat_zincrby", "cmdstat_zadd", "cmdstat_zrange", "cmdstat_zmscore":
 			calls += n
 		}
 	}
