@@ -45,12 +45,6 @@ func (e *wbuf) f64s(v []float64) {
 		e.f64(x)
 	}
 }
-func (e *wbuf) i64s(v []int64) {
-	e.u64(uint64(len(v)))
-	for _, x := range v {
-		e.i64(x)
-	}
-}
 
 // rbuf reads what wbuf wrote. The first error sticks; reads after it return
 // zero values, so callers check err once at the end.
@@ -169,16 +163,6 @@ func (d *rbuf) f64s() []float64 {
 	v := make([]float64, n)
 	for i := range v {
 		v[i] = math.Float64frombits(binary.LittleEndian.Uint64(d.b[d.off:]))
-		d.off += 8
-	}
-	return v
-}
-
-func (d *rbuf) i64s() []int64 {
-	n := d.count(8, "int64 slice")
-	v := make([]int64, n)
-	for i := range v {
-		v[i] = int64(binary.LittleEndian.Uint64(d.b[d.off:]))
 		d.off += 8
 	}
 	return v

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -492,11 +491,3 @@ func (s *Snapshot) Item(item string) (features.Item, bool) {
 
 // Items counts the items in the snapshot's item table.
 func (s *Snapshot) Items() int { return len(s.items) }
-
-// finite replaces NaN/Inf metrics (which JSON cannot carry) with -1.
-func finite(v float64) float64 {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return -1
-	}
-	return v
-}

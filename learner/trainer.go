@@ -119,7 +119,6 @@ type Trainer struct {
 	eligible int64 // positives eligible for HR (before sampling)
 	recBuf   []streamrec.Scored
 	seen     map[string]struct{}
-	seenBuf  []bool
 	one      []string
 }
 

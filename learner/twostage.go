@@ -241,9 +241,6 @@ func (t *TwoStage) Similar(item string, k int, dst []streamrec.Scored) []streamr
 	return dst
 }
 
-// prepare builds read-only serving indexes.
-func (t *TwoStage) prepare() { t.KNN.prepare() }
-
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (t *TwoStage) MarshalBinary() ([]byte, error) {
 	var e wbuf
