@@ -17,7 +17,9 @@ const adagradInit = 0.1
 // implicit events are BPR updates of the positive item against sampled
 // negatives. Every parameter has its own AdaGrad rate. Users and items are
 // interned to dense indexes; parameters live in flat float32 slices, so
-// learning allocates only when a new user or item appears.
+// learning allocates only when a new user or item appears. Predict and Learn
+// are for one goroutine (they share a lookup cache); Recommend and Similar
+// only read and may run concurrently on a model that no longer learns.
 type MF struct {
 	cfg          MFConfig
 	dim          int
