@@ -2,9 +2,9 @@ package features
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -78,7 +78,7 @@ func (r *Redis) oneSlotPerCall() bool {
 
 // eventArgs appends the 8 script fields of e.
 func eventArgs(dst []any, e *streamrec.Event, parts map[partKey]string) []any {
-	part, off := "", "0" // no identity: always applied (see order.go)
+	part, off := "", int64(0) // no identity: always applied (see order.go)
 	if e.Pos.Topic != "" {
 		k := partKey{e.Pos.Topic, e.Pos.Partition}
 		p, ok := parts[k]
@@ -86,16 +86,13 @@ func eventArgs(dst []any, e *streamrec.Event, parts map[partKey]string) []any {
 			p = PartitionKey(e.Pos)
 			parts[k] = p
 		}
-		part, off = p, strconv.FormatInt(e.Pos.Offset, 10)
+		part, off = p, e.Pos.Offset
 	}
-	w, v := "1", "0"
-	if wt := weight(e); wt != 1 {
-		w = fmtFloat(wt)
-	}
+	v := 0.0
 	if e.Kind == streamrec.Explicit {
-		v = fmtFloat(e.Value)
+		v = e.Value
 	}
-	return append(dst, part, off, kindArg(e.Kind), w, v, strconv.FormatInt(e.TS, 10), e.User, e.Item)
+	return append(dst, part, off, kindArg(e.Kind), weight(e), v, e.TS, e.User, e.Item)
 }
 
 func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error) {
@@ -108,13 +105,14 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 	local := make([]int, len(events)) // batch index -> call's event number, 0 = not in the call
 	var inCall []int                  // batch indexes in the call, in order
 	var calls []group                 // the call's groups (idx rewritten later)
+	var args []any                    // the call's packed arguments
+	var packErr error
 
 	flush := func() {
 		if len(calls) == 0 {
 			return
 		}
-		args := make([]any, 0, len(head)+1+8*len(inCall)+12*len(calls)+4*len(inCall))
-		args = append(append(args, head...), len(inCall))
+		args = append(args[:0], len(inCall))
 		for _, i := range inCall {
 			args = eventArgs(args, &events[i], parts)
 		}
@@ -131,7 +129,11 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 				gl = append(gl, gi)
 			}
 		}
-		cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, keys, args...))
+		packed, err := packArgs(nil, args)
+		if err != nil {
+			packErr = err
+		}
+		cmds = append(cmds, p.EvalSha(ctx, scriptApply.sha, keys, append(head[:len(head):len(head)], packed)...))
 		globalAt = append(globalAt, gl)
 		for _, i := range inCall {
 			local[i] = 0
@@ -159,6 +161,9 @@ func (r *Redis) exec(ctx context.Context, events []streamrec.Event) (int, error)
 		calls = append(calls, g)
 	}
 	flush()
+	if packErr != nil {
+		return 0, packErr
+	}
 	if _, err := p.Exec(ctx); err != nil {
 		for _, c := range cmds {
 			if c.Err() != nil {
@@ -240,14 +245,14 @@ next:
 	}
 	switch g.typ {
 	case "u", "i":
-		args = append(args, c.Events, c.Explicit, c.Implicit, fmtFloat(c.ExplicitSum), fmtFloat(c.ImplicitWeight), c.FirstTS, c.LastTS)
+		args = append(args, c.Events, c.Explicit, c.Implicit, c.ExplicitSum, c.ImplicitWeight, c.FirstTS, c.LastTS)
 		if g.typ == "i" {
 			var gp float64
 			for _, i := range g.idx {
 				e := &events[i]
 				gp += weight(e) * math.Exp2(-float64(maxTS-e.TS)/r.hlMillis)
 			}
-			return append(args, fmtFloat(gp), maxTS)
+			return append(args, gp, maxTS)
 		}
 		// Distinct items, newest first.
 		var list []any
@@ -271,11 +276,11 @@ next:
 		}
 		args = append(args, maxTS, len(order))
 		for _, it := range order {
-			args = append(args, it, fmtFloat(inc[it]))
+			args = append(args, it, inc[it])
 		}
 		return args
 	default: // g
-		args = append(args, c.Events, c.Explicit, fmtFloat(c.ExplicitSum), maxTS)
+		args = append(args, c.Events, c.Explicit, c.ExplicitSum, maxTS)
 		var users []any
 		seen := make(map[string]bool, len(g.idx))
 		for _, i := range g.idx {
@@ -320,4 +325,26 @@ func (r *Redis) groups(events []streamrec.Event) []group {
 		out = append(out, group{typ: "g", keys: []string{keyGlobal, keyUsers}, idx: all})
 	}
 	return out
+}
+
+// packArgs appends args (strings, ints, int64s, float64s) to dst as one
+// MessagePack array, which the apply script unpacks with cmsgpack.unpack:
+// integers as int64, floats as float64 (exact), strings as str.
+func packArgs(dst []byte, args []any) ([]byte, error) {
+	dst = binary.BigEndian.AppendUint32(append(dst, 0xdd), uint32(len(args)))
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			dst = append(binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(len(v))), v...)
+		case int:
+			dst = binary.BigEndian.AppendUint64(append(dst, 0xd3), uint64(int64(v)))
+		case int64:
+			dst = binary.BigEndian.AppendUint64(append(dst, 0xd3), uint64(v))
+		case float64:
+			dst = binary.BigEndian.AppendUint64(append(dst, 0xcb), math.Float64bits(v))
+		default:
+			return nil, fmt.Errorf("pack script argument of type %T", a)
+		}
+	}
+	return dst, nil
 }

@@ -1,7 +1,8 @@
 -- Applies a batch of events exactly once per key and source partition.
 --
 -- ARGV: 1 recent cap, 2 user TTL (ms), 3 popularity half-life (ms), 4 the
--- writer's wall clock (Unix ms), 5 number of events E, then E events of 8 fields each: partition ("topic/partition",
+-- writer's wall clock (Unix ms), 5 a MessagePack array of: number of events
+-- E, then E events of 8 fields each: partition ("topic/partition",
 -- "" = no identity: always applied), offset, kind ("e" explicit, "i"
 -- implicit), weight, value, ts (Unix ms), user, item. Then key groups, each:
 -- type, k, then k event numbers (1-based, in offset order within a
@@ -28,8 +29,12 @@
 --
 -- Returns, per group, the number of events it applied.
 local cap, ttl, hl, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local nev = tonumber(ARGV[5])
-local EV = 5
+-- ARGV[5] holds the rest, packed with MessagePack: one array of numbers and
+-- strings, unpacked in C (no per-argument string objects, no number
+-- parsing); A[i] below is what used to be ARGV[i + 4].
+local A = cmsgpack.unpack(ARGV[5])
+local nev = A[1]
+local EV = 1
 local function fmt(x) return x end
 local function num(s) return tonumber(s or '0') or 0 end
 
@@ -38,9 +43,9 @@ local function num(s) return tonumber(s or '0') or 0 end
 local P, O, X, W, V, T, U, I = {}, {}, {}, {}, {}, {}, {}, {}
 for e = 1, nev do
   local b = EV + (e - 1) * 8
-  P[e], O[e], X[e] = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3] == 'e'
-  W[e], V[e], T[e] = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-  U[e], I[e] = ARGV[b + 7], ARGV[b + 8]
+  P[e], O[e], X[e] = A[b + 1], tonumber(A[b + 2]), A[b + 3] == 'e'
+  W[e], V[e], T[e] = tonumber(A[b + 4]), tonumber(A[b + 5]), tonumber(A[b + 6])
+  U[e], I[e] = A[b + 7], A[b + 8]
 end
 
 -- Reads the counter fields plus the marks of the group's partitions in one
@@ -360,7 +365,7 @@ end
 -- group repeats an offset): the events are applied one by one.
 local function parse_summary(typ, a)
   local sum = {parts = {}}
-  local np = tonumber(ARGV[a])
+  local np = tonumber(A[a])
   a = a + 1
   if np < 0 then
     -- No summary (duplicates inside the group): event by event.
@@ -368,37 +373,37 @@ local function parse_summary(typ, a)
     return sum, a
   end
   for j = 1, np do
-    sum.parts[j] = {ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])}
+    sum.parts[j] = {A[a], tonumber(A[a + 1]), tonumber(A[a + 2])}
     a = a + 3
   end
   if typ == 'u' or typ == 'i' then
-    sum.n, sum.ne, sum.ni = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    sum.es, sum.iw = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-    sum.f, sum.l = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+    sum.n, sum.ne, sum.ni = tonumber(A[a]), tonumber(A[a + 1]), tonumber(A[a + 2])
+    sum.es, sum.iw = tonumber(A[a + 3]), tonumber(A[a + 4])
+    sum.f, sum.l = tonumber(A[a + 5]), tonumber(A[a + 6])
     a = a + 7
     if typ == 'u' then
-      local nd = tonumber(ARGV[a])
+      local nd = tonumber(A[a])
       sum.list = {}
-      for j = 1, nd do sum.list[j] = ARGV[a + j] end
+      for j = 1, nd do sum.list[j] = A[a + j] end
       a = a + 1 + nd
     else
-      sum.gp, sum.gpt = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+      sum.gp, sum.gpt = tonumber(A[a]), tonumber(A[a + 1])
       a = a + 2
     end
   elseif typ == 'p' then
-    sum.maxts = tonumber(ARGV[a])
-    local ni = tonumber(ARGV[a + 1])
+    sum.maxts = tonumber(A[a])
+    local ni = tonumber(A[a + 1])
     a = a + 2
     sum.items, sum.incs = {}, {}
     for j = 1, ni do
-      sum.items[j], sum.incs[j] = ARGV[a], tonumber(ARGV[a + 1])
+      sum.items[j], sum.incs[j] = A[a], tonumber(A[a + 1])
       a = a + 2
     end
   elseif typ == 'g' then
-    sum.n, sum.ne, sum.es, sum.l = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local nu = tonumber(ARGV[a + 4])
+    sum.n, sum.ne, sum.es, sum.l = tonumber(A[a]), tonumber(A[a + 1]), tonumber(A[a + 2]), tonumber(A[a + 3])
+    local nu = tonumber(A[a + 4])
     sum.users = {}
-    for j = 1, nu do sum.users[j] = ARGV[a + 4 + j] end
+    for j = 1, nu do sum.users[j] = A[a + 4 + j] end
     a = a + 5 + nu
   end
   return sum, a
@@ -406,10 +411,10 @@ end
 
 local out = {}
 local a, ki = EV + nev * 8 + 1, 1
-while a <= #ARGV do
-  local typ, k = ARGV[a], tonumber(ARGV[a + 1])
+while a <= #A do
+  local typ, k = A[a], tonumber(A[a + 1])
   local idx = {}
-  for j = 1, k do idx[j] = tonumber(ARGV[a + 1 + j]) end
+  for j = 1, k do idx[j] = tonumber(A[a + 1 + j]) end
   local sum
   sum, a = parse_summary(typ, a + 2 + k)
   if typ == 'u' then
