@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"io"
 	"math/rand/v2"
 	"strconv"
@@ -524,6 +525,13 @@ func newRateLogger(log zerolog.Logger, what string, interval time.Duration) *rat
 }
 
 func (l *rateLogger) Printf(format string, args ...any) {
+	// An idle long-poll fetch that outlives kafka-go's read deadline ends in
+	// "i/o timeout"; the reader reconnects and loses nothing, so it is not
+	// worth a warning every few seconds on a quiet topic.
+	if strings.Contains(format, "i/o timeout") || strings.Contains(fmt.Sprint(args...), "i/o timeout") {
+		l.log.Debug().Str("source", l.what).Msgf(format, args...)
+		return
+	}
 	l.mu.Lock()
 	now := time.Now()
 	if now.Sub(l.last) < l.interval {
