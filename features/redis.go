@@ -32,10 +32,8 @@ import (
 //	sr:{u:<id>}:recent   list  recent items, newest first, capped, each once
 //	sr:{u:<id>}:seen     set   every item the user interacted with
 //	sr:{u:<id>}:vec      string user vector: int64 version + float32s, little endian
-//	sr:{i:<id>}          hash  s: item counters packed as 9 float64s (as
-//	                           users, with p / pt in place of x: popularity
-//	                           decayed to pt, Unix ms); t (title), c
-//	                           (categories joined by \x1f), o:<topic>/<partition>
+//	sr:{i:<id>}          hash  item metadata: t (title), c (categories
+//	                           joined by \x1f)
 //	sr:{g}               hash  global: n, ne, es, l, o:<topic>/<partition>
 //	sr:{g}:users         set   every user id ever applied (Global.Users)
 //	sr:{pop}             zset  item -> Σ w·2^((ts−t0)/halfLife): ZREVRANGE is
@@ -43,8 +41,13 @@ import (
 //	sr:{pop}:off         hash  t0 (epoch, Unix ms), hl (half-life, ms), lt (last
 //	                           ts), o:<topic>/<partition>
 //	sr:{pop}:cat         hash  item -> categories (for Popular by category)
+//	sr:{pop}:item        hash  item -> the item's counters packed as 9
+//	                           float64s, little endian (as users, with p /
+//	                           pt in place of x: popularity decayed to pt,
+//	                           Unix ms); guarded by the marks of sr:{pop}:off
 //
-// Counters are packed into one field (s) because every argument and reply
+// Counters are packed into one field (users' s, an item's field of
+// sr:{pop}:item) because every argument and reply
 // element of a script's redis.call costs Redis about as much CPU as a small
 // command: one packed field instead of nine makes the per-key read and write
 // of the apply script short. redis-cli shows it as bytes; Item and User
@@ -53,12 +56,18 @@ import (
 // Ids are escaped inside keys ('%' → %25, '{' → %7B, '}' → %7D) so an id
 // never ends a hash tag early; members (items in sets, lists) are raw ids.
 //
-// Writes (redis_apply.go): lua/apply.lua applies key groups (one user's hash+recent+seen, one
-// item's hash, the popularity pair, the global pair), each exactly once per
-// source partition via its o:<partition> marks. Apply pipelines all calls of
-// a batch in one round trip. Over a *redis.Client (one node) a call carries
-// all groups of up to 256 events (short, so reads interleave); over a
-// cluster client each call carries one group (one slot).
+// Writes (redis_apply.go): lua/apply.lua applies key groups (one user's
+// hash+recent+seen; the popularity slot: ranking, marks and item counters;
+// the global pair), each exactly once per source partition via its
+// o:<partition> marks. Item counters live in the popularity slot, which
+// every event writes anyway, so a batch updates all its items with one
+// HMGET and one HSET instead of two commands per item (on Redis Cluster
+// that slot's node takes all item writes, as it took the ranking's). Apply
+// pipelines all calls of a batch in one round trip. Over a *redis.Client
+// (one node) a call carries all groups of up to 256 events (short, so reads
+// interleave); over a cluster client each call carries one group (one
+// slot). The script's arguments after the first four are one MessagePack
+// array (see packArgs).
 //
 // Per-user keys (hash, recent, seen) get their TTL (Config.UserTTL, default
 // 90 days) on creation and refreshed on a write once the last refresh is
@@ -113,8 +122,10 @@ const (
 	keyPop     = "sr:{pop}"
 	keyPopMeta = "sr:{pop}:off"
 	keyPopCats = "sr:{pop}:cat"
-	catSep     = "\x1f"
-	maxPerCall = 1000 // events per script call (Lua unpack limits)
+	// keyPopItems holds the item counters (item -> field s of an item).
+	keyPopItems = "sr:{pop}:item"
+	catSep      = "\x1f"
+	maxPerCall  = 1000 // events per script call (Lua unpack limits)
 	// eventsPerBatchCall is the chunk a single-node call applies at once.
 	eventsPerBatchCall = 256
 	popularScan        = 50000 // most ranking members Popular scans for a category
@@ -401,17 +412,28 @@ func toAny(s []string) []any {
 	return out
 }
 
-// Item returns an item's features.
+// Item returns an item's features: metadata from its hash, counters from
+// the popularity slot, in one pipelined round trip.
 func (r *Redis) Item(ctx context.Context, id string) (Item, bool, error) {
-	h, err := r.c.HGetAll(ctx, ItemKey(id)).Result()
+	p := r.c.Pipeline()
+	hc := p.HGetAll(ctx, ItemKey(id))
+	sc := p.HGet(ctx, keyPopItems, id)
+	if _, err := p.Exec(ctx); ignoreNil(err) != nil {
+		return Item{}, false, fmt.Errorf("features: redis: item %q: %w", id, err)
+	}
+	h, err := hc.Result()
 	if err != nil {
 		return Item{}, false, fmt.Errorf("features: redis: item %q: %w", id, err)
 	}
-	if len(h) == 0 {
+	s, err := sc.Result()
+	if ignoreNil(err) != nil {
+		return Item{}, false, fmt.Errorf("features: redis: item %q counters: %w", id, err)
+	}
+	if len(h) == 0 && err != nil {
 		return Item{}, false, nil
 	}
 	it := Item{ID: id, Title: h["t"]}
-	if s, ok := h[fieldStats]; ok {
+	if err == nil {
 		v, err := unpackStats(s, sItemLen)
 		if err != nil {
 			return Item{}, false, fmt.Errorf("features: redis: item %q: %w", id, err)

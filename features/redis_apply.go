@@ -26,14 +26,14 @@ const summaryMin = 16
 
 // group is one key's (or the global/popularity keys') events of a chunk.
 type group struct {
-	typ  string // u, i, p, g (see lua/apply.lua)
+	typ  string // u, p, g (see lua/apply.lua)
 	keys []string
 	idx  []int // 0-based event numbers in the chunk
 }
 
 // Apply writes a batch with one pipelined round trip. Events are cut into
-// chunks of at most 1000; for each chunk every user, every item, the
-// popularity ranking and the global counters form a key group. On a single
+// chunks of at most 1000; for each chunk every user, the popularity slot
+// (ranking and item counters) and the global counters form a key group. On a single
 // node one script call applies a whole chunk; on a cluster (or any client
 // that is not a *redis.Client) each group is its own call, touching one slot.
 // The script skips events at or below each key's mark for their partition,
@@ -232,7 +232,7 @@ next:
 	maxTS := int64(math.MinInt64)
 	for _, i := range g.idx {
 		e := &events[i]
-		if g.typ == "u" || g.typ == "i" {
+		if g.typ == "u" {
 			count(&c, e, weight(e))
 		} else {
 			c.Events++
@@ -244,16 +244,8 @@ next:
 		maxTS = max(maxTS, e.TS)
 	}
 	switch g.typ {
-	case "u", "i":
+	case "u":
 		args = append(args, c.Events, c.Explicit, c.Implicit, c.ExplicitSum, c.ImplicitWeight, c.FirstTS, c.LastTS)
-		if g.typ == "i" {
-			var gp float64
-			for _, i := range g.idx {
-				e := &events[i]
-				gp += weight(e) * math.Exp2(-float64(maxTS-e.TS)/r.hlMillis)
-			}
-			return append(args, gp, maxTS)
-		}
 		// Distinct items, newest first.
 		var list []any
 		seen := make(map[string]bool, len(g.idx))
@@ -293,11 +285,11 @@ next:
 	}
 }
 
-// groups forms the key groups of a batch: one per user and per item, then
-// the popularity and the global groups; a key with more than maxPerCall
-// events gets consecutive groups.
+// groups forms the key groups of a batch: one per user, then the popularity
+// and the global groups; a key with more than maxPerCall events gets
+// consecutive groups.
 func (r *Redis) groups(events []streamrec.Event) []group {
-	users, items := map[string]int{}, map[string]int{}
+	users := map[string]int{}
 	var out []group
 	add := func(index map[string]int, id string, typ string, keys func() []string, i int) {
 		gi, ok := index[id]
@@ -314,14 +306,13 @@ func (r *Redis) groups(events []streamrec.Event) []group {
 			k := UserKey(e.User)
 			return []string{k, k + ":recent", k + ":seen"}
 		}, i)
-		add(items, e.Item, "i", func() []string { return []string{ItemKey(e.Item)} }, i)
 	}
 	for start := 0; start < len(events); start += maxPerCall {
 		all := make([]int, 0, min(maxPerCall, len(events)-start))
 		for i := start; i < min(start+maxPerCall, len(events)); i++ {
 			all = append(all, i)
 		}
-		out = append(out, group{typ: "p", keys: []string{keyPop, keyPopMeta}, idx: all})
+		out = append(out, group{typ: "p", keys: []string{keyPop, keyPopMeta, keyPopItems}, idx: all})
 		out = append(out, group{typ: "g", keys: []string{keyGlobal, keyUsers}, idx: all})
 	}
 	return out

@@ -12,8 +12,8 @@
 -- no redelivery) the summary is applied in O(1) script work; otherwise the
 -- events are applied one by one. KEYS are consumed in group order:
 --   u  user hash, recent list, seen set   (hash tag {u:<id>})
---   i  item hash                          (hash tag {i:<id>})
---   p  popularity zset, its meta hash     (hash tag {pop})
+--   p  popularity zset, its meta hash, the item counters hash
+--                                         (hash tag {pop})
 --   g  global hash, user set              (hash tag {g})
 -- On Redis Cluster each call carries one group, so it touches one slot; on a
 -- single node a call carries many groups to save per-call overhead.
@@ -202,46 +202,6 @@ local function apply_user(h, rk, sk, idx, sum)
   return applied
 end
 
--- Item popularity p is the weight sum decayed with the half-life to pt:
--- p·2^(-(ts-pt)/hl) + w for a newer event, p + w·2^(-(pt-ts)/hl) for an
--- older one.
-local function apply_item(h, idx, sum)
-  local cur, marks = load(h, {'s'}, idx)
-  local c, p, pt = counters(cur[1], IFMT)
-  local dirty, applied = {}, 0
-  if fast(sum, marks, dirty) then
-    if c.n == 0 then
-      p, pt = sum.gp, sum.gpt
-    else
-      local ref = math.max(pt, sum.gpt)
-      p = p * 2 ^ (-(ref - pt) / hl) + sum.gp * 2 ^ (-(ref - sum.gpt) / hl)
-      pt = ref
-    end
-    add_sum(c, sum)
-    applied = sum.n
-  else
-    for _, e in ipairs(idx) do
-      if fresh(e, marks, dirty) then
-        local w, ts = W[e], T[e]
-        if c.n == 0 or ts >= pt then
-          if c.n > 0 and ts > pt then p = p * 2 ^ (-(ts - pt) / hl) end
-          p = p + w
-          pt = ts
-        else
-          p = p + w * 2 ^ (-(pt - ts) / hl)
-        end
-        count(c, e)
-        applied = applied + 1
-      end
-    end
-  end
-  if applied == 0 then return 0 end
-  local fields = {'s', pack(IFMT, c, p, pt)}
-  add_marks(fields, marks, dirty)
-  redis.call('HSET', h, unpack(fields))
-  return applied
-end
-
 -- zincr adds inc[it] to the score of every it of items: one ZMSCORE and one
 -- ZADD per 1000 items instead of a ZINCRBY each (a redis.call costs about
 -- as much as a small command). The sum is the same double ZINCRBY makes.
@@ -259,10 +219,57 @@ local function zincr(z, items, inc)
   end
 end
 
+-- apply_items updates, for the events evs (applied, in order), the item
+-- counters kept in the stats hash st (item -> packed counters and p / pt,
+-- see counters): one HMGET and one HSET per 1000 items. They live in the
+-- popularity slot, so the ranking's marks guard them too.
+local function apply_items(st, evs)
+  local stats, order = {}, {}
+  for _, e in ipairs(evs) do
+    local it = I[e]
+    if stats[it] == nil then
+      stats[it] = false
+      order[#order + 1] = it
+    end
+  end
+  for k = 1, #order, 1000 do
+    local last = math.min(k + 999, #order)
+    local cur = redis.call('HMGET', st, unpack(order, k, last))
+    for j = k, last do
+      local c, p, pt = counters(cur[j - k + 1], IFMT)
+      stats[order[j]] = {c = c, p = p, pt = pt}
+    end
+  end
+  -- Item popularity p is the weight sum decayed with the half-life to pt:
+  -- p·2^(-(ts-pt)/hl) + w for a newer event, p + w·2^(-(pt-ts)/hl) for an
+  -- older one.
+  for _, e in ipairs(evs) do
+    local s = stats[I[e]]
+    local w, ts = W[e], T[e]
+    if s.c.n == 0 or ts >= s.pt then
+      if s.c.n > 0 and ts > s.pt then s.p = s.p * 2 ^ (-(ts - s.pt) / hl) end
+      s.p = s.p + w
+      s.pt = ts
+    else
+      s.p = s.p + w * 2 ^ (-(s.pt - ts) / hl)
+    end
+    count(s.c, e)
+  end
+  for k = 1, #order, 1000 do
+    local args = {}
+    for j = k, math.min(k + 999, #order) do
+      local s = stats[order[j]]
+      args[#args + 1] = order[j]
+      args[#args + 1] = pack(IFMT, s.c, s.p, s.pt)
+    end
+    redis.call('HSET', st, unpack(args))
+  end
+end
+
 -- Popularity ranking: score = Σ w·2^((ts-t0)/hl). When a batch would pass
 -- 700 half-lives after t0, every score is rescaled to a new t0 first, so
 -- doubles never overflow; events ~1000 half-lives before t0 add 0.
-local function apply_pop(z, h, idx, sum)
+local function apply_pop(z, h, st, idx, sum)
   local cur, marks = load(h, {'t0', 'lt'}, idx)
   local t0, lt = tonumber(cur[1] or ''), num(cur[2])
   local dirty, todo, maxts = {}, {}, nil
@@ -311,6 +318,7 @@ local function apply_pop(z, h, idx, sum)
     inc[it] = inc[it] + w * 2 ^ ((ts - t0) / hl)
   end
   zincr(z, order, inc)
+  apply_items(st, todo)
   if maxts > lt then lt = maxts end
   local fields = {'t0', fmt(t0), 'hl', fmt(hl), 'lt', fmt(lt)}
   add_marks(fields, marks, dirty)
@@ -358,7 +366,6 @@ end
 -- parse_summary reads a group's summary at ARGV[a]: np, then np ×
 -- (partition, lowest offset, highest offset), then by type
 --   u  n ne ni es iw f l, nd, nd distinct items newest first
---   i  n ne ni es iw f l, gp gpt (the group's popularity decayed to gpt)
 --   p  maxts, ni, ni × (item, Σ w·2^((ts-maxts)/hl))
 --   g  n ne es l, nu, nu distinct users
 -- and returns it with the index after it. np = -1 means no summary (the
@@ -376,20 +383,15 @@ local function parse_summary(typ, a)
     sum.parts[j] = {A[a], tonumber(A[a + 1]), tonumber(A[a + 2])}
     a = a + 3
   end
-  if typ == 'u' or typ == 'i' then
+  if typ == 'u' then
     sum.n, sum.ne, sum.ni = tonumber(A[a]), tonumber(A[a + 1]), tonumber(A[a + 2])
     sum.es, sum.iw = tonumber(A[a + 3]), tonumber(A[a + 4])
     sum.f, sum.l = tonumber(A[a + 5]), tonumber(A[a + 6])
     a = a + 7
-    if typ == 'u' then
-      local nd = tonumber(A[a])
-      sum.list = {}
-      for j = 1, nd do sum.list[j] = A[a + j] end
-      a = a + 1 + nd
-    else
-      sum.gp, sum.gpt = tonumber(A[a]), tonumber(A[a + 1])
-      a = a + 2
-    end
+    local nd = tonumber(A[a])
+    sum.list = {}
+    for j = 1, nd do sum.list[j] = A[a + j] end
+    a = a + 1 + nd
   elseif typ == 'p' then
     sum.maxts = tonumber(A[a])
     local ni = tonumber(A[a + 1])
@@ -420,12 +422,9 @@ while a <= #A do
   if typ == 'u' then
     out[#out + 1] = apply_user(KEYS[ki], KEYS[ki + 1], KEYS[ki + 2], idx, sum)
     ki = ki + 3
-  elseif typ == 'i' then
-    out[#out + 1] = apply_item(KEYS[ki], idx, sum)
-    ki = ki + 1
   elseif typ == 'p' then
-    out[#out + 1] = apply_pop(KEYS[ki], KEYS[ki + 1], idx, sum)
-    ki = ki + 2
+    out[#out + 1] = apply_pop(KEYS[ki], KEYS[ki + 1], KEYS[ki + 2], idx, sum)
+    ki = ki + 3
   elseif typ == 'g' then
     out[#out + 1] = apply_global(KEYS[ki], KEYS[ki + 1], idx, sum)
     ki = ki + 2
