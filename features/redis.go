@@ -199,8 +199,6 @@ func (r *Redis) Client() redis.UniversalClient { return r.c }
 // Close closes the client.
 func (r *Redis) Close() error { return r.c.Close() }
 
-func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
-
 // PutItems stores item metadata in the item hashes and the categories beside
 // the popularity ranking.
 func (r *Redis) PutItems(ctx context.Context, items []streamrec.ItemMeta) error {
