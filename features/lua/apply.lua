@@ -6,9 +6,9 @@
 -- "" = no identity: always applied), offset, kind ("e" explicit, "i"
 -- implicit), weight, value, ts (Unix ms), user, item. Then key groups, each:
 -- type, k, then k event numbers (1-based, in offset order within a
--- partition), then the group's summary (see parse_summary): per partition
--- the lowest and highest offset, and the group's totals as if every event
--- applied. When every event is above its partition's mark (the normal case:
+-- partition), then the group's summary (see parse_summary; -1, none, for
+-- groups of fewer than 16 events): per partition the lowest and highest
+-- offset, and the group's totals as if every event applied. When every event is above its partition's mark (the normal case:
 -- no redelivery) the summary is applied in O(1) script work; otherwise the
 -- events are applied one by one. KEYS are consumed in group order:
 --   u  user hash, recent list, seen set   (hash tag {u:<id>})
@@ -18,8 +18,10 @@
 -- On Redis Cluster each call carries one group, so it touches one slot; on a
 -- single node a call carries many groups to save per-call overhead.
 --
--- Every key keeps, per partition, the highest offset applied to it (field
--- o:<partition>); an event changes a key only when its offset is above it.
+-- Every key group keeps, per partition, the highest offset applied to it
+-- (field o:<partition> of the user hash, sr:{pop}:off or sr:{g}); an event
+-- changes a group only when its offset is above it. The popularity slot's
+-- marks guard the ranking and the item counters (sr:{pop}:item) together.
 -- Numbers are handed to Redis as Lua numbers, which Redis writes in a form
 -- that round-trips doubles exactly.
 --
@@ -31,7 +33,7 @@
 local cap, ttl, hl, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 -- ARGV[5] holds the rest, packed with MessagePack: one array of numbers and
 -- strings, unpacked in C (no per-argument string objects, no number
--- parsing); A[i] below is what used to be ARGV[i + 4].
+-- parsing).
 local A = cmsgpack.unpack(ARGV[5])
 local nev = A[1]
 local EV = 1
