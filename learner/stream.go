@@ -40,6 +40,10 @@ type StreamConfig struct {
 	// metrics. Default: twostage.
 	Models  []string
 	Learner Config
+	// GuardrailMinEvents is how many paired evaluations (explicit events for
+	// RMSE, sampled positives for HR@K) the live and the frozen serving model
+	// need before the guardrail judges that metric; fewer pass.
+	GuardrailMinEvents int64
 	// Decoder validates messages (nil: the default event types).
 	Decoder *streamrec.Decoder
 	// Now is the wall clock.
@@ -51,7 +55,7 @@ func DefaultStreamConfig() StreamConfig {
 	return StreamConfig{
 		Topic: streamrec.TopicEvents, ItemsTopic: streamrec.TopicItems, Group: "streamrec-learner",
 		SnapshotInterval: 5 * time.Second, SnapshotEvents: 10000,
-		Models: []string{"twostage"}, Learner: DefaultConfig(), Now: time.Now,
+		Models: []string{"twostage"}, Learner: DefaultConfig(), GuardrailMinEvents: 100, Now: time.Now,
 	}
 }
 
@@ -72,6 +76,9 @@ func (c *StreamConfig) Validate() error {
 	}
 	if len(c.Models) == 0 {
 		errs = append(errs, errors.New("stream learner: no models"))
+	}
+	if c.GuardrailMinEvents < 0 {
+		errs = append(errs, fmt.Errorf("stream learner: guardrail min events must be >= 0, got %d", c.GuardrailMinEvents))
 	}
 	if c.Now == nil {
 		errs = append(errs, errors.New("stream learner: clock (Now) is nil"))
@@ -137,6 +144,9 @@ func trimSpace(s string) string {
 // Guardrail decides whether a candidate snapshot may replace the serving
 // one: it is held back when its windowed RMSE is higher, or its HR@K lower,
 // than the serving snapshot's by more than Margin. Missing metrics pass.
+// The two maps must be measured on the same events (the stream learner
+// passes Trainer.GuardMetrics: the live model and a frozen copy of the
+// serving one scored side by side), since the metrics drift with the stream.
 type Guardrail struct{ Margin float64 }
 
 // Check returns "" when candidate may be published, else the reason.
@@ -203,7 +213,6 @@ type StreamLearner struct {
 	mu        sync.Mutex // guards everything below (training vs. status readers)
 	tr        *Trainer
 	version   int64 // newest published (or restored) version
-	serving   map[string]float64
 	since     int64 // events since the last snapshot
 	lastSnap  time.Time
 	heldBack  int64
@@ -277,8 +286,11 @@ func (l *StreamLearner) Resume(ctx context.Context) (bool, error) {
 			continue
 		}
 		l.version = max(l.version, info.Version)
-		l.serving = info.Metrics
 		l.lastInfo = info
+		// The restored model is the serving one the guardrail compares with.
+		if err := l.tr.FreezeServing(info.Version, blob); err != nil {
+			l.log.Warn().Err(err).Int64("version", info.Version).Msg("no frozen serving model; the next snapshot is not judged")
+		}
 		l.met.events.Set(float64(info.EventsTrained))
 		l.log.Info().Int64("version", info.Version).Int64("events", info.EventsTrained).
 			Interface("offsets", info.Offsets).Msg("resumed from snapshot")
@@ -309,8 +321,11 @@ type Status struct {
 	Version  int64              `json:"snapshot_version"`
 	HeldBack int64              `json:"held_back"`
 	Metrics  map[string]float64 `json:"metrics"`
-	Offsets  map[string]int64   `json:"offsets"`
-	Last     SnapshotInfo       `json:"last_snapshot"`
+	// Guard holds the live and the frozen serving model's metrics over the
+	// same events since the serving snapshot (what the guardrail compares).
+	Guard   GuardMetrics     `json:"guardrail"`
+	Offsets map[string]int64 `json:"offsets"`
+	Last    SnapshotInfo     `json:"last_snapshot"`
 }
 
 // Status returns the learner's counters.
@@ -318,7 +333,7 @@ func (l *StreamLearner) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return Status{Events: l.tr.Events(), Version: l.version, HeldBack: l.heldBack, Metrics: l.tr.OnlineMetrics(),
-		Offsets: l.tr.Offsets(), Last: l.lastInfo}
+		Guard: l.tr.GuardMetrics(), Offsets: l.tr.Offsets(), Last: l.lastInfo}
 }
 
 // due reports whether a snapshot is due.
@@ -351,10 +366,13 @@ func (l *StreamLearner) Checkpoint(ctx context.Context) (SnapshotInfo, bool, err
 		l.met.hr.Set(v)
 	}
 	l.met.events.Set(float64(l.tr.Events()))
-	if reason := l.guard.Check(metrics, l.serving); reason != "" {
+	gm := l.tr.GuardMetrics()
+	live, serving := judged(gm, l.cfg.GuardrailMinEvents)
+	if reason := l.guard.Check(live, serving); reason != "" {
 		l.heldBack++
 		l.met.heldBack.Inc()
-		l.log.Warn().Str("reason", reason).Int64("events", l.tr.Events()).Msg("snapshot held back by the guardrail")
+		l.log.Warn().Str("reason", reason).Int64("events", l.tr.Events()).Int64("serving_version", gm.Version).
+			Int64("explicit", gm.Explicit).Int64("hr_evaluated", gm.HREvaluated).Msg("snapshot held back by the guardrail")
 		return SnapshotInfo{}, false, nil
 	}
 	version := l.version + 1
@@ -367,7 +385,12 @@ func (l *StreamLearner) Checkpoint(ctx context.Context) (SnapshotInfo, bool, err
 		l.met.publishErrors.Inc()
 		return SnapshotInfo{}, false, fmt.Errorf("checkpoint: %w", err)
 	}
-	l.version, l.since, l.serving, l.lastInfo = version, 0, metrics, info
+	l.version, l.since, l.lastInfo = version, 0, info
+	// The published model becomes the frozen serving model; the paired
+	// windows restart on the events that follow.
+	if err := l.tr.FreezeServing(version, blob); err != nil {
+		l.log.Warn().Err(err).Int64("version", version).Msg("no frozen serving model; the next snapshot is not judged")
+	}
 	l.published++
 	l.met.published.Inc()
 	l.met.version.Set(float64(version))
@@ -381,8 +404,24 @@ func (l *StreamLearner) Checkpoint(ctx context.Context) (SnapshotInfo, bool, err
 		}
 	}
 	l.log.Info().Int64("version", version).Int("bytes", len(blob)).Int64("events", info.EventsTrained).
-		Interface("metrics", metrics).Msg("snapshot published")
+		Interface("metrics", metrics).Interface("guard", gm).Msg("snapshot published")
 	return info, true, nil
+}
+
+// judged returns the paired live and serving metrics the guardrail judges:
+// only those with at least minEvents paired evaluations.
+func judged(g GuardMetrics, minEvents int64) (live, serving map[string]float64) {
+	live, serving = map[string]float64{}, map[string]float64{}
+	for k, v := range g.Live {
+		n := g.HREvaluated
+		if k == "rmse" {
+			n = g.Explicit
+		}
+		if s, ok := g.Serving[k]; ok && n >= minEvents {
+			live[k], serving[k] = v, s
+		}
+	}
+	return live, serving
 }
 
 // backoff is a capped exponential back-off.

@@ -3,6 +3,7 @@ package learner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,9 +179,10 @@ func TestGuardrailCheck(t *testing.T) {
 }
 
 // TestGuardrailHoldsBackDegradedModel: a learner resumed from a good
-// snapshot but with absurd learning rates produces a worse model; its
-// snapshot is held back and the good one stays current, while a healthy
-// learner resumed from the same snapshot publishes.
+// snapshot but with absurd learning rates produces a worse model; judged
+// against the restored (frozen) serving model on the same events, its
+// snapshot is held back with the default margin and the good one stays
+// current, while a healthy learner resumed from the same snapshot publishes.
 func TestGuardrailHoldsBackDegradedModel(t *testing.T) {
 	ctx := context.Background()
 	d := synthetic(t, 60, 120, 3000)
@@ -188,10 +190,7 @@ func TestGuardrailHoldsBackDegradedModel(t *testing.T) {
 	store := NewMemorySnapshots(5)
 	newLearner := func(degraded bool) *StreamLearner {
 		cfg := streamConfig("127.0.0.1:1")
-		// HR@10 over a few hundred evaluations moves by ~0.1 between the two
-		// halves of this small stream; the degraded model is off by far more
-		// (RMSE +1.5, HR@10 -0.28 when written).
-		cfg.Learner.GuardrailMargin = 0.15
+		cfg.Learner.GuardrailMargin = DefaultConfig().GuardrailMargin
 		if degraded {
 			cfg.Learner.MF.LR, cfg.Learner.MF.BiasLR, cfg.Learner.MF.ImplicitLR = 500, 500, 500
 		}
@@ -224,19 +223,120 @@ func TestGuardrailHoldsBackDegradedModel(t *testing.T) {
 		t.Fatalf("degraded snapshot published (ok=%v, err=%v); metrics %v vs serving %v",
 			ok, err, bad.Status().Metrics, info.Metrics)
 	}
-	if st := bad.Status(); st.HeldBack != 1 {
+	st := bad.Status()
+	if st.HeldBack != 1 {
 		t.Fatalf("held back %d, want 1", st.HeldBack)
+	}
+	if g := st.Guard; g.Version != 1 || g.Explicit < 100 || g.HREvaluated < 100 {
+		t.Fatalf("guard %+v: want the restored v1 judged on >= 100 shared evaluations of each metric", g)
 	}
 	if v, _, _ := store.Current(ctx); v != 1 {
 		t.Fatalf("current = %d after a held-back snapshot, want 1", v)
 	}
-	t.Logf("held back: degraded %v vs serving %v", bad.Status().Metrics, info.Metrics)
+	t.Logf("held back: degraded %v vs frozen v1 %v on the same %d/%d events", st.Guard.Live, st.Guard.Serving,
+		st.Guard.Explicit, st.Guard.HREvaluated)
 
 	healthy := newLearner(false)
 	for i := half; i < len(d.Events); i++ {
 		healthy.Train(&d.Events[i])
 	}
+	hg := healthy.Status().Guard
 	if info2, ok, err := healthy.Checkpoint(ctx); err != nil || !ok || info2.Version != 2 {
-		t.Fatalf("healthy snapshot: %+v %v %v (metrics %v vs %v)", info2, ok, err, healthy.Status().Metrics, info.Metrics)
+		t.Fatalf("healthy snapshot: %+v %v %v (guard %+v)", info2, ok, err, hg)
+	}
+	t.Logf("published: healthy %v vs frozen v1 %v", hg.Live, hg.Serving)
+	// After the publish the frozen model is v2, with fresh paired windows.
+	if g := healthy.Status().Guard; g.Version != 2 || g.Explicit != 0 || g.HREvaluated != 0 {
+		t.Fatalf("guard after publishing v2: %+v", g)
+	}
+}
+
+// TestGuardrailFollowsDrift: on a stream whose online metrics drift down
+// for every model (the synthetic stream of serve's end-to-end tests: as the
+// catalogue fills up, the two-stage model's windowed HR@10 falls from about
+// 0.31 to 0.24), the guardrail with the default margin keeps publishing,
+// because it compares the candidate with the frozen serving model on the
+// same events. The drift is larger than the margin, so comparing with the
+// figures the serving snapshot had when published (the old guardrail)
+// would have frozen publishing.
+func TestGuardrailFollowsDrift(t *testing.T) {
+	d := synthetic(t, 300, 600, 20000)
+	const every = 2500
+	ctx := context.Background()
+	cfg := streamConfig("127.0.0.1:1")
+	cfg.Models = []string{"twostage"}
+	cfg.Learner = DefaultConfig() // the default guardrail margin
+	cfg.Learner.HREvery = 5       // HR@10 on every 5th positive (the frozen model on the same ones)
+	cfg.Learner.Window = 2000     // the windowed metrics follow the drift within a few snapshots
+	l, err := NewStreamLearner(cfg, nil, NewMemorySnapshots(5), nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.PutItems(d.Items); err != nil {
+		t.Fatal(err)
+	}
+	var first SnapshotInfo
+	stale := "" // why the old guardrail (against v1's own figures) would hold a snapshot back
+	for i := range d.Events {
+		l.Train(&d.Events[i])
+		if (i+1)%every != 0 {
+			continue
+		}
+		g := l.Status().Guard
+		info, ok, err := l.Checkpoint(ctx)
+		if err != nil || !ok {
+			t.Fatalf("snapshot at %d events not published (ok=%v, err=%v); guard %+v", i+1, ok, err, g)
+		}
+		if want := int64((i + 1) / every); info.Version != want {
+			t.Fatalf("version %d at %d events, want %d", info.Version, i+1, want)
+		}
+		if info.Version == 1 {
+			first = info
+			continue
+		}
+		// The guardrail really judged both metrics on shared events.
+		if g.Version != info.Version-1 || g.Explicit < cfg.GuardrailMinEvents || g.HREvaluated < cfg.GuardrailMinEvents ||
+			len(g.Live) != 2 || len(g.Serving) != 2 {
+			t.Fatalf("v%d: guard %+v, want both metrics of v%d over >= %d paired evaluations",
+				info.Version, g, info.Version-1, cfg.GuardrailMinEvents)
+		}
+		if stale == "" {
+			if r := (Guardrail{Margin: cfg.Learner.GuardrailMargin}).Check(info.Metrics, first.Metrics); r != "" {
+				stale = fmt.Sprintf("v%d: %s", info.Version, r)
+			}
+		}
+		t.Logf("v%d at %d events: %v; live %v vs serving %v on the same %d/%d events", info.Version, i+1,
+			info.Metrics, g.Live, g.Serving, g.Explicit, g.HREvaluated)
+	}
+	if stale == "" {
+		t.Fatalf("no drift: v1 %v, last %v; the test needs a stream whose metric falls by more than the margin",
+			first.Metrics, l.Status().Last.Metrics)
+	}
+	t.Logf("against v1's own figures the old guardrail would have frozen publishing at %s", stale)
+}
+
+func TestGuardrailJudgesOnlyWithEnoughEvents(t *testing.T) {
+	g := GuardMetrics{Version: 3, Live: map[string]float64{"rmse": 2, "hr@10": 0.1},
+		Serving: map[string]float64{"rmse": 1, "hr@10": 0.3}}
+	tests := []struct {
+		name         string
+		explicit, hr int64
+		held         bool
+	}{
+		{"too few of both", 99, 99, false},
+		{"enough explicit", 100, 0, true},
+		{"enough positives", 0, 100, true},
+		{"enough of both", 500, 500, true},
+	}
+	guard := Guardrail{Margin: 0.05}
+	for _, tc := range tests {
+		g.Explicit, g.HREvaluated = tc.explicit, tc.hr
+		live, serving := judged(g, 100)
+		if got := guard.Check(live, serving) != ""; got != tc.held {
+			t.Errorf("%s: held back %v, want %v (judged %v vs %v)", tc.name, got, tc.held, live, serving)
+		}
+	}
+	if live, serving := judged(GuardMetrics{}, 0); len(live) != 0 || len(serving) != 0 {
+		t.Errorf("no frozen model: judged %v vs %v, want nothing", live, serving)
 	}
 }

@@ -50,6 +50,11 @@ func (w *window) len() int {
 	return w.next
 }
 
+func (w *window) reset() {
+	clear(w.vals)
+	w.next, w.full, w.sum, w.adds = 0, false, 0, 0
+}
+
 func (w *window) mean() float64 {
 	if n := w.len(); n > 0 {
 		return w.sum / float64(n)
@@ -117,6 +122,7 @@ type Trainer struct {
 	itemSet map[string]struct{}
 
 	eligible int64 // positives eligible for HR (before sampling)
+	shadow   *shadowState
 	recBuf   []streamrec.Scored
 	seen     map[string]struct{}
 	one      []string
@@ -232,11 +238,21 @@ func (t *Trainer) Process(ev *streamrec.Event) {
 	ex := Example{Event: ev, User: &t.user, Item: &t.item, Global: &t.global}
 
 	if ev.Kind == streamrec.Explicit {
-		for _, st := range t.models {
+		primary := 0.0
+		for i, st := range t.models {
 			d := st.m.Predict(&ex) - ev.Value
 			st.se.add(d * d)
 			st.seAll += d * d
 			st.nExp++
+			if i == 0 {
+				primary = d * d
+			}
+		}
+		if sh := t.shadow; sh != nil {
+			d := sh.m.Predict(&ex) - ev.Value
+			sh.liveSE.add(primary)
+			sh.shadowSE.add(d * d)
+			sh.nExp++
 		}
 	}
 	if itemKnown && t.item.Events > 0 && t.positive(ev) && t.hasRecommender() {
@@ -286,22 +302,37 @@ func (t *Trainer) evalHR(ev *streamrec.Event) {
 		}
 	}
 	q := Query{User: &t.user, TS: ev.TS, Exclude: func(it string) bool { _, ok := t.seen[it]; return ok }}
-	for _, st := range t.models {
+	primary := 0.0
+	for i, st := range t.models {
 		if st.rec == nil {
 			continue
 		}
-		t.recBuf = st.rec.Recommend(&q, t.cfg.K, t.recBuf[:0])
-		hit := 0.0
-		for _, s := range t.recBuf {
-			if s.Item == ev.Item {
-				hit = 1
-				break
-			}
-		}
+		hit := t.hitAt(st.rec, &q, ev.Item)
 		st.hit.add(hit)
 		st.hits += int64(hit)
 		st.nHR++
+		if i == 0 {
+			primary = hit
+		}
 	}
+	// The serving model is judged on exactly the evaluations the primary
+	// model's windowed HR@K samples (every HREvery-th eligible positive).
+	if sh := t.shadow; sh != nil && sh.rec != nil && t.models[0].rec != nil {
+		sh.liveHit.add(primary)
+		sh.shadowHit.add(t.hitAt(sh.rec, &q, ev.Item))
+		sh.nHR++
+	}
+}
+
+// hitAt reports 1 when item is in rec's top K for q, else 0.
+func (t *Trainer) hitAt(rec Recommender, q *Query, item string) float64 {
+	t.recBuf = rec.Recommend(q, t.cfg.K, t.recBuf[:0])
+	for _, s := range t.recBuf {
+		if s.Item == item {
+			return 1
+		}
+	}
+	return 0
 }
 
 // Metrics returns every model's prequential metrics.
@@ -333,6 +364,104 @@ func (t *Trainer) OnlineMetrics() map[string]float64 {
 		out["hr@"+strconv.Itoa(t.cfg.K)] = mm.HR
 	}
 	return out
+}
+
+// shadowState is a frozen copy of the serving snapshot's primary model. It
+// predicts (never learns) on every event the trainer processes after the
+// snapshot was published or restored, and keeps windowed metrics paired with
+// the live primary model's over exactly the same evaluations, so the
+// guardrail compares candidate and serving model on the same events instead
+// of against a figure from an older stretch of the stream.
+//
+// Cost: one extra Predict per explicit event and one extra Recommend per
+// sampled HR evaluation (every Config.HREvery-th eligible positive, the same
+// sample the live HR@K uses), i.e. roughly twice the prediction cost of the
+// primary model; the copy also doubles the primary model's memory.
+type shadowState struct {
+	m                  Model
+	rec                Recommender // nil when m cannot recommend
+	version            int64
+	liveSE, shadowSE   window
+	liveHit, shadowHit window
+	nExp, nHR          int64
+}
+
+// GuardMetrics are the live primary model's and the frozen serving model's
+// windowed metrics over the same events since the serving snapshot.
+type GuardMetrics struct {
+	// Version is the serving snapshot the frozen model comes from (0: none).
+	Version int64 `json:"version"`
+	// Live and Serving hold "rmse" and "hr@K" (absent before an evaluation).
+	Live    map[string]float64 `json:"live"`
+	Serving map[string]float64 `json:"serving"`
+	// Explicit and HREvaluated count the paired evaluations (all of them,
+	// not only the last Config.Window in the windows).
+	Explicit    int64 `json:"explicit"`
+	HREvaluated int64 `json:"hr_evaluated"`
+}
+
+// FreezeServing makes the primary model as stored in blob (a snapshot this
+// trainer's configuration wrote) the frozen serving model the guardrail
+// compares against, and restarts the paired windows. A blob without a
+// section for the primary model clears the frozen model.
+func (t *Trainer) FreezeServing(version int64, blob []byte) error {
+	payload, err := VerifySnapshot(blob)
+	if err != nil {
+		return fmt.Errorf("freeze serving model: %w", err)
+	}
+	secs, err := modelSections(payload)
+	if err != nil {
+		return fmt.Errorf("freeze serving model: %w", err)
+	}
+	name := t.models[0].m.Name()
+	b, ok := secs["model:"+name]
+	if !ok {
+		t.shadow = nil
+		return nil
+	}
+	sh := t.shadow
+	if sh == nil || sh.m.Name() != name {
+		m, err := New(name, t.cfg)
+		if err != nil {
+			return fmt.Errorf("freeze serving model: %w", err)
+		}
+		sh = &shadowState{m: m, liveSE: newWindow(t.cfg.Window), shadowSE: newWindow(t.cfg.Window),
+			liveHit: newWindow(t.cfg.Window), shadowHit: newWindow(t.cfg.Window)}
+		sh.rec, _ = m.(Recommender)
+	}
+	if err := sh.m.UnmarshalBinary(b); err != nil {
+		t.shadow = nil
+		return fmt.Errorf("freeze serving model %s: %w", name, err)
+	}
+	sh.version = version
+	sh.liveSE.reset()
+	sh.shadowSE.reset()
+	sh.liveHit.reset()
+	sh.shadowHit.reset()
+	sh.nExp, sh.nHR = 0, 0
+	t.shadow = sh
+	return nil
+}
+
+// GuardMetrics returns the paired metrics of the live and the frozen serving
+// model (zero GuardMetrics when there is no frozen model).
+func (t *Trainer) GuardMetrics() GuardMetrics {
+	sh := t.shadow
+	if sh == nil {
+		return GuardMetrics{}
+	}
+	g := GuardMetrics{Version: sh.version, Live: map[string]float64{}, Serving: map[string]float64{},
+		Explicit: sh.nExp, HREvaluated: sh.nHR}
+	hr := "hr@" + strconv.Itoa(t.cfg.K)
+	if sh.nExp > 0 {
+		g.Live["rmse"] = math.Sqrt(sh.liveSE.mean())
+		g.Serving["rmse"] = math.Sqrt(sh.shadowSE.mean())
+	}
+	if sh.nHR > 0 {
+		g.Live[hr] = sh.liveHit.mean()
+		g.Serving[hr] = sh.shadowHit.mean()
+	}
+	return g
 }
 
 // vectorSource is a model whose user vectors go to the feature store.
