@@ -47,15 +47,6 @@ type topoConfig struct {
 	// hrEvery, when positive, overrides the learner's HREvery (1 by default:
 	// a top-K list per positive event for the online HR@10).
 	hrEvery int
-	// guardrailOff sets the learner's guardrail margin to 1 (HR@10 and
-	// RMSE never drop by that much). The guardrail compares a candidate's
-	// windowed HR@10 with the one the serving snapshot had when it was
-	// published, and never re-baselines: on this stream the windowed HR@10
-	// falls as the stream goes on (0.27 at 10,000 events, 0.20 at 30,000),
-	// so with the default margin every snapshot after the first is held
-	// back and the served model never refreshes. Its own tests are in
-	// learner/; these measure freshness.
-	guardrailOff bool
 }
 
 // topology is the production topology of `streamrec ingest`, `learn` and
@@ -131,9 +122,6 @@ func startTopology(tb testing.TB, tc topoConfig) *topology {
 	lcfg.SnapshotInterval, lcfg.SnapshotEvents = tc.snapshotInterval, tc.snapshotEvents
 	if tc.hrEvery > 0 {
 		lcfg.Learner.HREvery = tc.hrEvery
-	}
-	if tc.guardrailOff {
-		lcfg.Learner.GuardrailMargin = 1
 	}
 	llog := log.With().Str("component", "learner").Logger()
 	lclient := rs.Client(tb)
@@ -392,7 +380,7 @@ func TestEndToEndFreshness(t *testing.T) {
 	// HR@10 on every 50th positive only: under -race a top-K list per
 	// event would make the learner, not the pipeline, the bottleneck.
 	top := startTopology(t, topoConfig{data: e2eData, snapshotInterval: 500 * time.Millisecond, snapshotEvents: 10000,
-		hrEvery: 50, guardrailOff: true})
+		hrEvery: 50})
 	top.publishWarmup(t)
 	warm := top.waitModelCovers(t, top.lastOffsets(), modelBound)
 	t.Logf("warm-up: %d events served by snapshot %d after %v", len(top.data.Events), warm.Version, time.Since(start).Round(time.Millisecond))

@@ -33,9 +33,8 @@ const (
 // BenchmarkFreshness measures event → visible latency over the production
 // topology (embedded Kafka-protocol broker, real Redis, separate ingest,
 // learner and serve with the learner's production defaults — --snapshot-every
-// 5s,10000, HR@10 on every positive — except the guardrail, which is off:
-// see topoConfig.guardrailOff) while a producer publishes background
-// traffic at backgroundRate:
+// 5s,10000, HR@10 on every positive, the default guardrail margin) while a
+// producer publishes background traffic at backgroundRate:
 //
 //   - feature freshness, per probe: from the Kafka write of a view
 //     returning to the item being in the user's seen-set in Redis
@@ -48,7 +47,7 @@ const (
 //
 // Run: go test -run '^$' -bench BenchmarkFreshness -benchtime 1x ./serve/
 func BenchmarkFreshness(b *testing.B) {
-	top := startTopology(b, topoConfig{data: benchData, snapshotInterval: 5 * time.Second, snapshotEvents: 10000, guardrailOff: true})
+	top := startTopology(b, topoConfig{data: benchData, snapshotInterval: 5 * time.Second, snapshotEvents: 10000})
 	t0 := time.Now()
 	top.publishWarmup(b)
 	warm := top.waitModelCovers(b, top.lastOffsets(), 3*time.Minute)
