@@ -50,7 +50,7 @@ func runRun(ctx context.Context, args []string, env Env) error {
 	fs.Float64Var(&rc.demoRate, "demo-rate", 500, "demo events per second")
 	fs.StringVar(&rc.apiKey, "api-key", "", "API key for write and admin endpoints (empty: none)")
 	every := fs.String("snapshot-every", "5s,10000", "publish a model snapshot after DURATION or COUNT events")
-	configPath := fs.String("config", "", "learner config file (JSON, as `streamrec tune` writes)")
+	configPath := fs.String("config", "", "learner config file (JSON, as written by streamrec tune)")
 	seed := fs.Int64("seed", -1, "random seed (overrides the config's; -1: keep)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parseFlags(fs, args, env); err != nil {
