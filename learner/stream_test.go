@@ -340,3 +340,43 @@ func TestGuardrailJudgesOnlyWithEnoughEvents(t *testing.T) {
 		t.Errorf("no frozen model: judged %v vs %v, want nothing", live, serving)
 	}
 }
+
+// benchGuard: the trainer's per-event cost on the two-stage model (HR@10 on
+// every hrEvery-th eligible positive) after 10,000 warm-up events, with and
+// without a frozen serving model predicting beside it for the guardrail.
+// Run with -benchtime 20000x (at most the events left after the warm-up).
+func benchGuard(b *testing.B, frozen bool, hrEvery int) {
+	evs, _ := benchEvents(b)
+	const warm = 10000
+	cfg := DefaultConfig()
+	cfg.HREvery = hrEvery
+	tr := newTestTrainer(b, cfg, "twostage")
+	for i := range evs[:warm] {
+		tr.Process(&evs[i])
+	}
+	if frozen {
+		blob, _, err := tr.Snapshot(1, nil, fixedNow())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tr.FreezeServing(1, blob); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rest := evs[warm:]
+	if b.N > len(rest) {
+		b.Fatalf("b.N %d > %d events after the warm-up: use -benchtime %dx or less", b.N, len(rest), len(rest))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	c := startCPU()
+	for i := 0; i < b.N; i++ {
+		tr.Process(&rest[i])
+	}
+	reportRate(b, c)
+}
+
+func BenchmarkTrainerTwoStageNoGuard(b *testing.B)       { benchGuard(b, false, 1<<30) }
+func BenchmarkTrainerTwoStageFrozenGuard(b *testing.B)   { benchGuard(b, true, 1<<30) }
+func BenchmarkTrainerTwoStageHRNoGuard(b *testing.B)     { benchGuard(b, false, 10) }
+func BenchmarkTrainerTwoStageHRFrozenGuard(b *testing.B) { benchGuard(b, true, 10) }
