@@ -3,6 +3,7 @@ package learner
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/streamrec/streamrec"
@@ -183,6 +184,12 @@ type Popularity struct {
 	items      strIndex
 	cat        itemCatalog
 	score      []float64 // weight decayed to ref
+	// order, when prepared (immutable snapshots), holds the item indexes
+	// best first (float32 score descending, lower index on ties: the
+	// boundedTop order), and catOrder the same per category id, so a query
+	// stops after its first k accepted items instead of scanning them all.
+	order    []int32
+	catOrder [][]int32
 }
 
 // NewPopularity returns the time-decayed popularity model.
@@ -236,6 +243,36 @@ func (p *Popularity) Learn(ex *Example) {
 		w = 1
 	}
 	p.score[i] += w / p.factor(ts)
+	p.order, p.catOrder = nil, nil // a learning model scans
+}
+
+// prepare builds the serving orders of an immutable (decoded) model.
+func (p *Popularity) prepare() {
+	n := len(p.score)
+	order := make([]int32, n)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		sa, sb := float32(p.score[a]), float32(p.score[b])
+		switch {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		return int(a - b)
+	})
+	catOrder := make([][]int32, p.cat.cats.len())
+	for _, i := range order {
+		if int(i) >= len(p.cat.itemCats) {
+			continue
+		}
+		for _, c := range p.cat.itemCats[i] {
+			catOrder[c] = append(catOrder[c], i)
+		}
+	}
+	p.order, p.catOrder = order, catOrder
 }
 
 // Recommend implements Recommender: the most popular items at q.TS.
@@ -261,6 +298,10 @@ func (p *Popularity) topInto(t *boundedTop, exclude func(string) bool, category 
 		}
 		cat = c
 	}
+	if p.order != nil {
+		p.topOrdered(t, exclude, cat)
+		return
+	}
 	for i, v := range p.score {
 		if th, full := t.threshold(); full && float32(v) <= th {
 			continue
@@ -272,6 +313,31 @@ func (p *Popularity) topInto(t *boundedTop, exclude func(string) bool, category 
 			continue
 		}
 		t.push(float32(v), int32(i))
+	}
+}
+
+// topOrdered is topInto over the prepared orders: items come best first, so
+// the scan stops at the first one that cannot enter a full t.
+func (p *Popularity) topOrdered(t *boundedTop, exclude func(string) bool, cat int32) {
+	if t.k <= 0 {
+		return
+	}
+	list := p.order
+	if cat >= 0 {
+		if int(cat) >= len(p.catOrder) {
+			return
+		}
+		list = p.catOrder[cat]
+	}
+	for _, i := range list {
+		v := float32(p.score[i])
+		if th, full := t.threshold(); full && v < th {
+			return
+		}
+		if exclude != nil && exclude(p.items.names[i]) {
+			continue
+		}
+		t.push(v, i)
 	}
 }
 
@@ -305,5 +371,6 @@ func (p *Popularity) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("pop: %d scores for %d items, half-life %gms", len(p.score), p.items.len(), p.halfLifeMs)
 	}
 	p.cat.grow(p.items.len())
+	p.order, p.catOrder = nil, nil
 	return nil
 }

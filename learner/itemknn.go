@@ -21,6 +21,12 @@ type ItemKNN struct {
 	// nbr, when prepared (immutable snapshots), holds each item's best
 	// Neighbours by similarity, best first.
 	nbr [][]topEntry
+	// rows, when prepared, holds every co-occurrence row sorted by
+	// neighbour index with its similarity computed once (CSR), so affinity
+	// binary-searches flat slices instead of probing maps.
+	rowStart []int32 // row i is rowIdx[rowStart[i]:rowStart[i+1]]
+	rowIdx   []int32
+	rowSim   []float32
 }
 
 // NewItemKNN returns the item-kNN model.
@@ -63,6 +69,10 @@ func (m *ItemKNN) affinity(item string, recent []string) float32 {
 		if !ok || j == i {
 			continue
 		}
+		if m.rowStart != nil {
+			s += m.simPrepared(i, j)
+			continue
+		}
 		if c := m.co[i][j]; c > 0 {
 			s += m.sim(i, j, c)
 		}
@@ -70,8 +80,32 @@ func (m *ItemKNN) affinity(item string, recent []string) float32 {
 	return s
 }
 
+// simPrepared is sim(i, j) from the prepared rows (0 when they never
+// co-occurred).
+func (m *ItemKNN) simPrepared(i, j int32) float32 {
+	lo, hi := int(m.rowStart[i]), int(m.rowStart[i+1])
+	idx := m.rowIdx[lo:hi]
+	a, b := 0, len(idx)
+	for a < b {
+		h := int(uint(a+b) >> 1)
+		if idx[h] < j {
+			a = h + 1
+		} else {
+			b = h
+		}
+	}
+	if a < len(idx) && idx[a] == j {
+		return m.rowSim[lo+a]
+	}
+	return 0
+}
+
 // Learn implements Model.
 func (m *ItemKNN) Learn(ex *Example) {
+	if m.nbr != nil || m.rowStart != nil {
+		// A learning model reads its maps; prepared lists would go stale.
+		m.nbr, m.rowStart, m.rowIdx, m.rowSim = nil, nil, nil, nil
+	}
 	i, added := m.items.add(ex.Event.Item)
 	if added {
 		m.count = append(m.count, 0)
@@ -104,17 +138,44 @@ func (m *ItemKNN) Learn(ex *Example) {
 	}
 }
 
-// prepare builds the neighbour lists used by immutable snapshots.
+// prepare builds the neighbour lists and the sorted rows used by immutable
+// snapshots.
 func (m *ItemKNN) prepare() {
-	m.nbr = make([][]topEntry, m.items.len())
+	n := m.items.len()
+	m.nbr = make([][]topEntry, n)
 	var t boundedTop
+	total := 0
 	for i := range m.co {
 		t.reset(m.cfg.Neighbours)
 		for j, c := range m.co[i] {
 			t.push(m.sim(int32(i), j, c), j)
+			if c > 0 {
+				total++
+			}
 		}
 		m.nbr[i] = slices.Clone(t.sorted())
 	}
+	m.rowStart = make([]int32, n+1)
+	m.rowIdx = make([]int32, 0, total)
+	m.rowSim = make([]float32, 0, total)
+	for i := range n {
+		m.rowStart[i] = int32(len(m.rowIdx))
+		if i >= len(m.co) {
+			continue
+		}
+		lo := len(m.rowIdx)
+		for j, c := range m.co[i] {
+			if c > 0 {
+				m.rowIdx = append(m.rowIdx, j)
+			}
+		}
+		row := m.rowIdx[lo:]
+		slices.Sort(row)
+		for _, j := range row {
+			m.rowSim = append(m.rowSim, m.sim(int32(i), j, m.co[i][j]))
+		}
+	}
+	m.rowStart[n] = int32(len(m.rowIdx))
 }
 
 // neighbours calls fn for item i's neighbours (prepared lists, or all).
@@ -285,5 +346,6 @@ func (m *ItemKNN) UnmarshalBinary(b []byte) error {
 	}
 	m.cat.grow(n)
 	m.nbr = nil
+	m.rowStart, m.rowIdx, m.rowSim = nil, nil, nil
 	return d.done("itemknn")
 }

@@ -44,6 +44,10 @@ type MF struct {
 
 	dirty     []bool // by user index: vector changed since the last drain
 	dirtyList []int32
+
+	// serving, set on immutable (decoded) models, selects the tight
+	// top-M scan; a learning model clears it.
+	serving bool
 }
 
 // NewMF returns an untrained MF model seeded with seed.
@@ -191,6 +195,7 @@ func rsqrt32(x float32) float32 {
 
 // Learn implements Model.
 func (m *MF) Learn(ex *Example) {
+	m.serving = false // a learning model takes the plain scan
 	u := m.user(ex.Event.User)
 	i := m.item(ex.Event.Item)
 	if ex.Item != nil && len(ex.Item.Categories) > 0 {
@@ -336,6 +341,9 @@ func (m *MF) queryVector(s *queryScratch, q *Query, recent int) bool {
 	return true
 }
 
+// prepare marks an immutable (decoded) model for the serving scan.
+func (m *MF) prepare() { m.serving = true }
+
 // topInto pushes the items with the best b_j + v·q_i that pass the filters
 // into s.top (v = s.vec, or biases only when hasVec is false).
 func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, category string) {
@@ -346,6 +354,13 @@ func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, ca
 			return
 		}
 		cat = c
+	}
+	if s.top.k <= 0 {
+		return
+	}
+	if m.serving && hasVec {
+		m.topServing(s, exclude, cat)
+		return
 	}
 	n := m.items.len()
 	for i := range n {
@@ -363,6 +378,51 @@ func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, ca
 			continue
 		}
 		s.top.push(sc, int32(i))
+	}
+}
+
+// topServing is topInto's serving loop: one pass over the contiguous item
+// matrix with the dot product inlined, the heap minimum kept in a register
+// and the filters (category, exclusion) consulted only for items that would
+// enter the heap. Scores are bit-identical to dot32's (the same four partial
+// sums in the same order) and items come in index order, so the results
+// equal the plain scan's.
+func (m *MF) topServing(s *queryScratch, exclude func(string) bool, cat int32) {
+	d, t := m.dim, &s.top
+	n := min(m.items.len(), len(m.bj), len(m.q)/d)
+	vec := s.vec[:d]
+	q, bias := m.q[:n*d], m.bj[:n]
+	th, full := float32(0), len(t.h) >= t.k
+	if full {
+		th = t.h[0].score
+	}
+	for i := 0; i < n; i++ {
+		row := q[i*d : i*d+d : i*d+d]
+		var s0, s1, s2, s3 float32
+		k := 0
+		for ; k+4 <= d; k += 4 {
+			s0 += vec[k] * row[k]
+			s1 += vec[k+1] * row[k+1]
+			s2 += vec[k+2] * row[k+2]
+			s3 += vec[k+3] * row[k+3]
+		}
+		for ; k < d; k++ {
+			s0 += vec[k] * row[k]
+		}
+		sc := bias[i] + ((s0 + s1) + (s2 + s3))
+		if full && sc <= th {
+			continue
+		}
+		if cat >= 0 && !m.cat.in(int32(i), cat) {
+			continue
+		}
+		if exclude != nil && exclude(m.items.names[i]) {
+			continue
+		}
+		t.push(sc, int32(i))
+		if len(t.h) >= t.k {
+			full, th = true, t.h[0].score
+		}
 	}
 }
 
@@ -471,5 +531,6 @@ func (m *MF) UnmarshalBinary(b []byte) error {
 	m.dirtyList = nil
 	m.lastUser, m.lastItem, m.lastU, m.lastI = "", "", -1, -1
 	m.cat.grow(ni)
+	m.serving = false
 	return nil
 }

@@ -328,8 +328,15 @@ func (s *Snapshot) index() {
 	if m, ok := s.models[RankerName].(*Ranker); ok && s.ranker == nil {
 		s.ranker = &sync.Pool{New: func() any { return m.NewScorer() }}
 	}
+	// Serving indexes, built once here: a decoded snapshot never learns.
 	if s.knn != nil {
 		s.knn.prepare()
+	}
+	if s.mf != nil {
+		s.mf.prepare()
+	}
+	if s.pop != nil {
+		s.pop.prepare()
 	}
 }
 

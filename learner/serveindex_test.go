@@ -1,0 +1,98 @@
+package learner
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/streamrec/streamrec"
+	"github.com/streamrec/streamrec/features"
+)
+
+// unprepare drops the serving indexes DecodeSnapshot builds, so the models
+// answer by their plain scans.
+func unprepare(s *Snapshot) {
+	s.mf.serving = false
+	s.pop.order, s.pop.catOrder = nil, nil
+	s.knn.rowStart, s.knn.rowIdx, s.knn.rowSim = nil, nil, nil
+}
+
+// TestServingIndexesMatchScans: the serving indexes built at decode time
+// (MF's tight scan, popularity's precomputed
+// orders, item-kNN's sorted rows) give exactly the answers of the plain
+// scans, for every user, with and without category filters and exclusions.
+func TestServingIndexesMatchScans(t *testing.T) {
+	_, blob, _ := trainSnapshot(t, 1)
+	fast, err := DecodeSnapshot(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := DecodeSnapshot(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fast.mf.serving || fast.pop.order == nil || fast.knn.rowStart == nil {
+		t.Fatal("DecodeSnapshot built no serving indexes")
+	}
+	unprepare(slow)
+
+	items := fast.mf.items.names
+	cats := append([]string{""}, fast.mf.cat.cats.names...)
+	var got, want []streamrec.Scored
+	for u, user := range fast.mf.users.names {
+		if u%3 != 0 {
+			continue // a third of the users keeps the test quick under -race
+		}
+		recent := make([]string, 0, 12)
+		for k := range 12 {
+			recent = append(recent, items[(u*7+k*13)%len(items)])
+		}
+		usr := &features.User{ID: user, Recent: recent}
+		excl := func(it string) bool { return slices.Contains(recent[:5], it) }
+		for _, cat := range cats {
+			for _, k := range []int{1, 10, 100} {
+				for _, ex := range []func(string) bool{nil, excl} {
+					q := &Query{User: usr, Category: cat, Exclude: ex, TS: 1}
+					name := fmt.Sprintf("user %s cat %q k %d exclude %v", user, cat, k, ex != nil)
+					got = fast.mf.Recommend(q, k, got[:0])
+					want = slow.mf.Recommend(q, k, want[:0])
+					if !slices.Equal(got, want) {
+						t.Fatalf("mf %s: prepared %v, scan %v", name, got, want)
+					}
+					got = fast.pop.Recommend(q, k, got[:0])
+					want = slow.pop.Recommend(q, k, want[:0])
+					if !slices.Equal(got, want) {
+						t.Fatalf("pop %s: prepared %v, scan %v", name, got, want)
+					}
+					got = fast.Recommend(q, k, got[:0])
+					want = slow.Recommend(q, k, want[:0])
+					if !slices.Equal(got, want) {
+						t.Fatalf("twostage %s: prepared %v, scan %v", name, got, want)
+					}
+				}
+			}
+		}
+		for _, it := range items {
+			if a, b := fast.knn.affinity(it, recent), slow.knn.affinity(it, recent); a != b {
+				t.Fatalf("affinity(%s, %v): prepared %v, maps %v", it, recent, a, b)
+			}
+		}
+	}
+}
+
+// TestPreparedModelsStopUsingIndexesWhenLearning: a model that learns after
+// its indexes were built drops them (they would go stale).
+func TestPreparedModelsStopUsingIndexesWhenLearning(t *testing.T) {
+	_, blob, _ := trainSnapshot(t, 1)
+	s, err := DecodeSnapshot(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ex(streamrec.Implicit, "u-new", "i-new", 1, 2, []string{s.mf.items.names[0]}, "c")
+	s.mf.Learn(e)
+	s.pop.Learn(e)
+	s.knn.Learn(e)
+	if s.mf.serving || s.pop.order != nil || s.knn.rowStart != nil || s.knn.nbr != nil {
+		t.Fatal("serving indexes kept after Learn")
+	}
+}
