@@ -190,6 +190,8 @@ type Popularity struct {
 	// stops after its first k accepted items instead of scanning them all.
 	order    []int32
 	catOrder [][]int32
+	// link maps MF's item indexes to ours (prepared snapshots).
+	link itemLink
 }
 
 // NewPopularity returns the time-decayed popularity model.
@@ -244,6 +246,22 @@ func (p *Popularity) Learn(ex *Example) {
 	}
 	p.score[i] += w / p.factor(ts)
 	p.order, p.catOrder = nil, nil // a learning model scans
+	p.link = itemLink{}
+}
+
+// linkItems links the item table names (MF's) to ours for scoresAt.
+func (p *Popularity) linkItems(names []string) { p.link.build(names, &p.items) }
+
+// scoresAt sets out[k] to the popularity at ts of names[cand[k]] (0 for an
+// item we do not know); names is the table the candidates index.
+func (p *Popularity) scoresAt(names []string, cand []int32, ts int64, out []float64) {
+	f := p.factor(ts)
+	for k, c := range cand {
+		out[k] = 0
+		if j, ok := p.link.get(names, c, &p.items); ok {
+			out[k] = p.score[j] * f
+		}
+	}
 }
 
 // prepare builds the serving orders of an immutable (decoded) model.
@@ -372,5 +390,6 @@ func (p *Popularity) UnmarshalBinary(b []byte) error {
 	}
 	p.cat.grow(p.items.len())
 	p.order, p.catOrder = nil, nil
+	p.link = itemLink{}
 	return nil
 }

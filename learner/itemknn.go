@@ -27,6 +27,8 @@ type ItemKNN struct {
 	rowStart []int32 // row i is rowIdx[rowStart[i]:rowStart[i+1]]
 	rowIdx   []int32
 	rowSim   []float32
+	// link maps MF's item indexes to ours (prepared snapshots).
+	link itemLink
 }
 
 // NewItemKNN returns the item-kNN model.
@@ -80,6 +82,52 @@ func (m *ItemKNN) affinity(item string, recent []string) float32 {
 	return s
 }
 
+// affinities sets out[k] to float64(affinity(names[cand[k]], recent)) for
+// every candidate (names is the table the candidates index, MF's in the
+// two-stage model). A prepared model adds each recent item's row into a
+// dense accumulator once (sim is symmetric and the rows are added in the
+// window's order, so the sums are bit-identical) and reads the candidates
+// off it through the link; otherwise each candidate is summed on its own.
+func (m *ItemKNN) affinities(s *queryScratch, names []string, cand []int32, recent []string, out []float64) {
+	recent = m.window(recent)
+	if m.rowStart == nil {
+		for k, i := range cand {
+			out[k] = float64(m.affinity(names[i], recent))
+		}
+		return
+	}
+	n := m.items.len()
+	if cap(s.aff) < n {
+		s.aff = make([]float32, n)
+	}
+	aff := s.aff[:n]
+	s.affTo = s.affTo[:0]
+	for _, r := range recent {
+		j, ok := m.items.get(r)
+		if !ok {
+			continue
+		}
+		lo, hi := m.rowStart[j], m.rowStart[j+1]
+		sims := m.rowSim[lo:hi]
+		for x, i := range m.rowIdx[lo:hi] {
+			if aff[i] == 0 {
+				s.affTo = append(s.affTo, i)
+			}
+			aff[i] += sims[x]
+		}
+	}
+	for k, c := range cand {
+		out[k] = 0
+		if i, ok := m.link.get(names, c, &m.items); ok {
+			out[k] = float64(aff[i])
+		}
+	}
+	for _, i := range s.affTo {
+		aff[i] = 0
+	}
+	s.affTo = s.affTo[:0]
+}
+
 // simPrepared is sim(i, j) from the prepared rows (0 when they never
 // co-occurred).
 func (m *ItemKNN) simPrepared(i, j int32) float32 {
@@ -105,6 +153,7 @@ func (m *ItemKNN) Learn(ex *Example) {
 	if m.nbr != nil || m.rowStart != nil {
 		// A learning model reads its maps; prepared lists would go stale.
 		m.nbr, m.rowStart, m.rowIdx, m.rowSim = nil, nil, nil, nil
+		m.link = itemLink{}
 	}
 	i, added := m.items.add(ex.Event.Item)
 	if added {
@@ -177,6 +226,9 @@ func (m *ItemKNN) prepare() {
 	}
 	m.rowStart[n] = int32(len(m.rowIdx))
 }
+
+// linkItems links the item table names (MF's) to ours for affinities.
+func (m *ItemKNN) linkItems(names []string) { m.link.build(names, &m.items) }
 
 // neighbours calls fn for item i's neighbours (prepared lists, or all).
 func (m *ItemKNN) neighbours(i int32, fn func(j int32, s float32)) {
@@ -347,5 +399,6 @@ func (m *ItemKNN) UnmarshalBinary(b []byte) error {
 	m.cat.grow(n)
 	m.nbr = nil
 	m.rowStart, m.rowIdx, m.rowSim = nil, nil, nil
+	m.link = itemLink{}
 	return d.done("itemknn")
 }

@@ -15,6 +15,7 @@ func unprepare(s *Snapshot) {
 	s.mf.serving = false
 	s.pop.order, s.pop.catOrder = nil, nil
 	s.knn.rowStart, s.knn.rowIdx, s.knn.rowSim = nil, nil, nil
+	s.knn.link, s.pop.link = itemLink{}, itemLink{}
 }
 
 // TestServingIndexesMatchScans: the serving indexes built at decode time
@@ -77,6 +78,32 @@ func TestServingIndexesMatchScans(t *testing.T) {
 				t.Fatalf("affinity(%s, %v): prepared %v, maps %v", it, recent, a, b)
 			}
 		}
+		// Batch forms over every MF item, through the links.
+		cand := make([]int32, len(items))
+		for i := range cand {
+			cand[i] = int32(i)
+		}
+		sc := getQueryScratch()
+		a, b := make([]float64, len(cand)), make([]float64, len(cand))
+		fast.knn.affinities(sc, fast.mf.items.names, cand, recent, a)
+		slow.knn.affinities(sc, slow.mf.items.names, cand, recent, b)
+		for k := range a {
+			if want := float64(slow.knn.affinity(items[k], recent)); a[k] != want || b[k] != want {
+				t.Fatalf("affinities[%s]: prepared %v, unprepared %v, affinity %v", items[k], a[k], b[k], want)
+			}
+		}
+		fast.pop.scoresAt(fast.mf.items.names, cand, 12345, a)
+		slow.pop.scoresAt(slow.mf.items.names, cand, 12345, b)
+		for k := range a {
+			want := 0.0
+			if j, ok := slow.pop.items.get(items[k]); ok {
+				want = slow.pop.score[j] * slow.pop.factor(12345)
+			}
+			if a[k] != want || b[k] != want {
+				t.Fatalf("scoresAt[%s]: prepared %v, unprepared %v, want %v", items[k], a[k], b[k], want)
+			}
+		}
+		putQueryScratch(sc)
 	}
 }
 
@@ -92,7 +119,8 @@ func TestPreparedModelsStopUsingIndexesWhenLearning(t *testing.T) {
 	s.mf.Learn(e)
 	s.pop.Learn(e)
 	s.knn.Learn(e)
-	if s.mf.serving || s.pop.order != nil || s.knn.rowStart != nil || s.knn.nbr != nil {
+	if s.mf.serving || s.pop.order != nil || s.knn.rowStart != nil || s.knn.nbr != nil ||
+		s.knn.link.idx != nil || s.pop.link.idx != nil {
 		t.Fatal("serving indexes kept after Learn")
 	}
 }

@@ -338,6 +338,12 @@ func (s *Snapshot) index() {
 	if s.pop != nil {
 		s.pop.prepare()
 	}
+	if s.mf != nil && s.knn != nil {
+		s.knn.linkItems(s.mf.items.names)
+	}
+	if s.mf != nil && s.pop != nil {
+		s.pop.linkItems(s.mf.items.names)
+	}
 }
 
 // Info describes the snapshot.

@@ -121,3 +121,34 @@ func (c *itemCatalog) decode(d *rbuf) {
 		c.itemCats[i] = ids
 	}
 }
+
+// itemLink maps the item indexes of another model's name table to this
+// model's (-1: unknown here), built once for immutable snapshots so the
+// serving path translates candidates without hashing their names.
+type itemLink struct {
+	names []string // the table idx was built for (identity-checked)
+	idx   []int32
+}
+
+// build links names to x.
+func (l *itemLink) build(names []string, x *strIndex) {
+	l.names = names
+	l.idx = make([]int32, len(names))
+	for i, n := range names {
+		j, ok := x.get(n)
+		if !ok {
+			j = -1
+		}
+		l.idx[i] = j
+	}
+}
+
+// get resolves names[i] in x, through the link when it was built for this
+// very table (same backing array and length), else by hashing the name.
+func (l *itemLink) get(names []string, i int32, x *strIndex) (int32, bool) {
+	if len(names) > 0 && len(l.idx) == len(names) && &l.names[0] == &names[0] {
+		j := l.idx[i]
+		return j, j >= 0
+	}
+	return x.get(names[i])
+}

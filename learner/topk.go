@@ -107,6 +107,8 @@ type queryScratch struct {
 	sig   []float64
 	fused []float64
 	perm  []int32
+	aff   []float32 // item-kNN affinity by item index (affinities)
+	affTo []int32   // indexes with aff != 0
 }
 
 var queryScratchPool = sync.Pool{New: func() any { return new(queryScratch) }}
