@@ -99,6 +99,19 @@ type TwoStageConfig struct {
 	CoocWeight   float64 `json:"cooc_weight"`
 	PopWeight    float64 `json:"pop_weight"`
 	FusionK      float64 `json:"fusion_k"`
+	// The session's category profile: the share of each category among the
+	// user's CategoryRecent newest items, the r-th newest weighted
+	// CategoryDecay^r. The most popular items of the profile's top categories
+	// join the candidates (CategoryCandidates in all, split by share; 0
+	// adds none), and each candidate gains CategoryWeight × lift² / FusionK
+	// in the fused score (0 disables it), lift being its best category's
+	// share over the category's base rate b: max(0, (share − b) / (1 − b)).
+	// Weight 4 was chosen on ML-100K prequential HR@10 (0.2075 against
+	// 0.2079 without) and the e2e session test (10/10 of the category).
+	CategoryRecent     int     `json:"category_recent"`
+	CategoryDecay      float64 `json:"category_decay"`
+	CategoryCandidates int     `json:"category_candidates"`
+	CategoryWeight     float64 `json:"category_weight"`
 }
 
 // Config holds every hyperparameter of the learner. Zero fields are invalid;
@@ -145,7 +158,8 @@ func DefaultConfig() Config {
 		KNN:  KNNConfig{Window: 10, Neighbours: 50, Shrink: 10},
 		Pop:  PopConfig{HalfLife: Duration(7 * 24 * time.Hour)},
 		TwoStage: TwoStageConfig{MFCandidates: 100, CoocCandidates: 50, PopCandidates: 20, Recent: 10,
-			RankerWeight: 1, MFWeight: 1, CoocWeight: 3, PopWeight: 0.25, FusionK: 20},
+			RankerWeight: 1, MFWeight: 1, CoocWeight: 3, PopWeight: 0.25, FusionK: 20,
+			CategoryRecent: 30, CategoryDecay: 0.9, CategoryCandidates: 30, CategoryWeight: 4},
 		Window:          5000,
 		K:               10,
 		HREvery:         1,
@@ -194,6 +208,10 @@ func (c *Config) Validate() error {
 	nonneg("twostage.cooc_weight", c.TwoStage.CoocWeight)
 	nonneg("twostage.pop_weight", c.TwoStage.PopWeight)
 	pos("twostage.fusion_k", c.TwoStage.FusionK)
+	check(c.TwoStage.CategoryRecent >= 0, "twostage.category_recent must be >= 0, got %d", c.TwoStage.CategoryRecent)
+	check(c.TwoStage.CategoryDecay > 0 && c.TwoStage.CategoryDecay <= 1, "twostage.category_decay must be in (0, 1], got %g", c.TwoStage.CategoryDecay)
+	check(c.TwoStage.CategoryCandidates >= 0, "twostage.category_candidates must be >= 0, got %d", c.TwoStage.CategoryCandidates)
+	nonneg("twostage.category_weight", c.TwoStage.CategoryWeight)
 	check(c.Window > 0, "window must be positive, got %d", c.Window)
 	check(c.K > 0 && c.K <= 1000, "k must be in 1..1000, got %d", c.K)
 	check(c.HREvery > 0, "hr_every must be positive, got %d", c.HREvery)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
@@ -26,8 +27,10 @@ type RankerModel interface {
 }
 
 // TwoStage is the production recommender ("twostage"): candidates from MF
-// top-M, co-occurrence with the user's recent items and popularity, ranked
-// by the deep ranker. It owns and trains its retrieval models and ranker.
+// top-M, co-occurrence with the user's recent items, popularity and the
+// popular items of the session's categories, ranked by the deep ranker
+// fused with the retrieval signals and the session's category profile. It
+// owns and trains its retrieval models and ranker.
 type TwoStage struct {
 	cfg    TwoStageConfig
 	MF     *MF
@@ -36,7 +39,50 @@ type TwoStage struct {
 	Ranker RankerModel // may be nil
 
 	scorers sync.Pool // of ItemScorer, for concurrent Recommend/Rank
+
+	// learned counts Learn calls; catPop is the per-category popular
+	// lists, rebuilt under catMu when learning has moved on (a decoded,
+	// serving model builds them once).
+	learned atomic.Int64
+	catPop  atomic.Pointer[catPopular]
+	catMu   sync.Mutex
 }
+
+// catPopular holds, per category id of the MF catalog, the most popular
+// items (MF indexes) best first and the category's base rate (the fraction
+// of categorised items that carry it), as of learned Learn calls.
+type catPopular struct {
+	learned int64
+	lists   [][]int32
+	base    []float64
+}
+
+const (
+	// catPopLen is how many items each per-category list keeps: enough for
+	// CategoryCandidates after the user's seen items are skipped.
+	catPopLen = 100
+	// catPopEvery is how many Learn calls a per-category list may lag
+	// behind (popularity moves slowly; rebuilding costs one pass over the
+	// items).
+	catPopEvery = 1000
+	// catTop is how many of the session's categories feed candidates.
+	catTop = 3
+)
+
+// catShare is one category's weighted share of the session and its lift
+// over the category's base rate: (share − base) / (1 − base), at least 0.
+type catShare struct {
+	cat   int32
+	share float64
+	lift  float64
+}
+
+// catScratch is pooled per-query memory of the category profile.
+type catScratch struct {
+	prof []catShare
+}
+
+var catScratchPool = sync.Pool{New: func() any { return new(catScratch) }}
 
 // NewTwoStage assembles a two-stage recommender; ranker may be nil.
 func NewTwoStage(cfg Config, ranker RankerModel) *TwoStage {
@@ -77,6 +123,136 @@ func (t *TwoStage) Learn(ex *Example) {
 	if t.Ranker != nil {
 		t.Ranker.Learn(ex)
 	}
+	t.learned.Add(1)
+}
+
+// categoryLists returns the per-category popular lists, rebuilding them
+// when missing or more than catPopEvery Learn calls old. Safe for
+// concurrent use with other readers (not with Learn, like every Model).
+func (t *TwoStage) categoryLists() *catPopular {
+	n := t.learned.Load()
+	if c := t.catPop.Load(); c != nil && n-c.learned < catPopEvery && len(c.lists) == t.MF.cat.cats.len() {
+		return c
+	}
+	t.catMu.Lock()
+	defer t.catMu.Unlock()
+	if c := t.catPop.Load(); c != nil && n-c.learned < catPopEvery && len(c.lists) == t.MF.cat.cats.len() {
+		return c
+	}
+	c := t.buildCategoryLists(n)
+	t.catPop.Store(c)
+	return c
+}
+
+// buildCategoryLists ranks every item MF knows into its categories' lists
+// by popularity (one pass over the items).
+func (t *TwoStage) buildCategoryLists(learned int64) *catPopular {
+	mf, pop := t.MF, t.Pop
+	nc := mf.cat.cats.len()
+	tops := make([]boundedTop, nc)
+	for c := range tops {
+		tops[c].reset(catPopLen)
+	}
+	c := &catPopular{learned: learned, lists: make([][]int32, nc), base: make([]float64, nc)}
+	n := 0
+	for i := range min(mf.items.len(), len(mf.cat.itemCats)) {
+		cats := mf.cat.itemCats[i]
+		if len(cats) == 0 {
+			continue
+		}
+		n++
+		var v float32
+		if j, ok := pop.items.get(mf.items.names[i]); ok {
+			v = float32(pop.score[j])
+		}
+		for _, k := range cats {
+			tops[k].push(v, int32(i))
+			c.base[k]++
+		}
+	}
+	for k := range tops {
+		c.base[k] /= float64(max(n, 1))
+		sorted := tops[k].sorted()
+		l := make([]int32, len(sorted))
+		for j, e := range sorted {
+			l[j] = e.idx
+		}
+		c.lists[k] = l
+	}
+	return c
+}
+
+// categoryProfile fills cs.prof with the session's categories and their
+// shares, best first: the decayed fraction of the user's newest
+// CategoryRecent items (with known categories) that carry each category.
+// An empty profile means no session or no known categories.
+func (t *TwoStage) categoryProfile(cs *catScratch, q *Query, lists *catPopular) {
+	cs.prof = cs.prof[:0]
+	if q.User == nil || t.cfg.CategoryRecent <= 0 {
+		return
+	}
+	recent := q.User.Recent
+	if len(recent) > t.cfg.CategoryRecent {
+		recent = recent[:t.cfg.CategoryRecent]
+	}
+	mf := t.MF
+	w, total := 1.0, 0.0
+	for _, it := range recent {
+		i, ok := mf.items.get(it)
+		if ok && int(i) < len(mf.cat.itemCats) && len(mf.cat.itemCats[i]) > 0 {
+			total += w
+		next:
+			for _, c := range mf.cat.itemCats[i] {
+				for k := range cs.prof {
+					if cs.prof[k].cat == c {
+						cs.prof[k].share += w
+						continue next
+					}
+				}
+				cs.prof = append(cs.prof, catShare{cat: c, share: w})
+			}
+		}
+		w *= t.cfg.CategoryDecay
+	}
+	if total == 0 {
+		return
+	}
+	for k := range cs.prof {
+		p := &cs.prof[k]
+		p.share /= total
+		if int(p.cat) < len(lists.base) && lists.base[p.cat] < 1 {
+			p.lift = max(0, (p.share-lists.base[p.cat])/(1-lists.base[p.cat]))
+		}
+	}
+	slices.SortFunc(cs.prof, func(a, b catShare) int {
+		switch {
+		case a.share > b.share:
+			return -1
+		case a.share < b.share:
+			return 1
+		}
+		return int(a.cat - b.cat)
+	})
+}
+
+// categoryAffinity is the squared lift in prof of item i's best category:
+// a session dominated by one category (lift near 1) takes charge, while a
+// mixed session, or one following the catalogue's common categories
+// (lift near 0), only nudges the ranking.
+func (t *TwoStage) categoryAffinity(prof []catShare, i int32) float64 {
+	if int(i) >= len(t.MF.cat.itemCats) {
+		return 0
+	}
+	best := 0.0
+	for _, c := range t.MF.cat.itemCats[i] {
+		for _, p := range prof {
+			if p.cat == c {
+				best = max(best, p.lift)
+				break
+			}
+		}
+	}
+	return best * best
 }
 
 // Recommend implements Recommender. Unknown users get popularity and the
@@ -128,6 +304,16 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 			add(i)
 		}
 	}
+	cs := catScratchPool.Get().(*catScratch)
+	defer catScratchPool.Put(cs)
+	cs.prof = cs.prof[:0]
+	if q.User != nil && len(q.User.Recent) > 0 && t.cfg.CategoryRecent > 0 {
+		lists := t.categoryLists()
+		t.categoryProfile(cs, q, lists)
+		if len(cs.prof) > 0 && t.cfg.CategoryCandidates > 0 {
+			t.addCategoryCandidates(cs.prof, q, lists, add)
+		}
+	}
 	for _, i := range s.cand {
 		s.mark[i] = false
 	}
@@ -137,6 +323,12 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 	slices.Sort(s.cand) // deterministic order whatever the sources
 	// Stage 2: rank.
 	s.fused = t.scoreCandidates(s, q, hasVec, s.fused[:0])
+	if len(cs.prof) > 0 && t.cfg.CategoryWeight > 0 {
+		w := t.cfg.CategoryWeight / t.cfg.FusionK
+		for j, i := range s.cand {
+			s.fused[j] += w * t.categoryAffinity(cs.prof, i)
+		}
+	}
 	s.top.reset(k)
 	for j, i := range s.cand {
 		s.top.push(float32(s.fused[j]), i)
@@ -145,6 +337,48 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 		dst = append(dst, streamrec.Scored{Item: mf.items.names[c.idx], Score: float64(c.score)})
 	}
 	return dst
+}
+
+// addCategoryCandidates adds the most popular unseen items of the
+// session's catTop best categories, CategoryCandidates in all, each category's
+// quota proportional to its share (at least one item per listed category),
+// so that the session's category is among the candidates even when MF and
+// co-occurrence surface only the globally popular items.
+func (t *TwoStage) addCategoryCandidates(prof []catShare, q *Query, lists *catPopular, add func(int32)) {
+	filter := int32(-1)
+	if q.Category != "" {
+		c, ok := t.MF.cat.category(q.Category)
+		if !ok {
+			return
+		}
+		filter = c
+	}
+	prof = prof[:min(len(prof), catTop)]
+	sum := 0.0
+	for _, p := range prof {
+		sum += p.share
+	}
+	budget := t.cfg.CategoryCandidates
+	for _, p := range prof {
+		if budget <= 0 || int(p.cat) >= len(lists.lists) {
+			break
+		}
+		quota := min(budget, max(1, int(float64(t.cfg.CategoryCandidates)*p.share/sum+0.5)))
+		budget -= quota
+		for _, i := range lists.lists[p.cat] {
+			if quota == 0 {
+				break
+			}
+			if filter >= 0 && !t.MF.cat.in(i, filter) {
+				continue
+			}
+			if q.Exclude != nil && q.Exclude(t.MF.items.names[i]) {
+				continue
+			}
+			add(i)
+			quota--
+		}
+	}
 }
 
 // scoreCandidates scores s.cand (MF item indexes) by reciprocal rank
@@ -300,5 +534,6 @@ func (t *TwoStage) UnmarshalBinary(b []byte) error {
 		t.Ranker = nil
 	}
 	t.resetScorers()
+	t.catPop.Store(nil)
 	return nil
 }
