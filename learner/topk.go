@@ -109,6 +109,7 @@ type queryScratch struct {
 	perm  []int32
 	aff   []float32 // item-kNN affinity by item index (affinities)
 	affTo []int32   // indexes with aff != 0
+	dots  []float32 // a block of MF scores (topServing16)
 }
 
 var queryScratchPool = sync.Pool{New: func() any { return new(queryScratch) }}
