@@ -344,6 +344,9 @@ func (s *Snapshot) index() {
 	if s.mf != nil && s.pop != nil {
 		s.pop.linkItems(s.mf.items.names)
 	}
+	if s.two != nil {
+		s.two.categoryLists() // the per-category popular lists, off the request path
+	}
 }
 
 // Info describes the snapshot.
