@@ -253,6 +253,28 @@ func (m *ItemKNN) accumulate(s *queryScratch, seeds []string) {
 			s.idxs = append(s.idxs, j)
 		}
 	}
+	if m.nbr != nil {
+		// Prepared lists: a plain loop, no call per neighbour.
+		for _, j := range s.idxs {
+			for _, c := range m.nbr[j] {
+				if s.acc[c.idx] == 0 {
+					s.touch = append(s.touch, c.idx)
+				}
+				s.acc[c.idx] += c.score
+			}
+		}
+	} else {
+		m.accumulateMaps(s)
+	}
+	for _, j := range s.idxs {
+		if s.acc[j] != 0 {
+			s.acc[j] = -1 // seeds are not candidates; reset below like the rest
+		}
+	}
+}
+
+// accumulateMaps is accumulate's loop over the co-occurrence maps.
+func (m *ItemKNN) accumulateMaps(s *queryScratch) {
 	for _, j := range s.idxs {
 		m.neighbours(j, func(k int32, v float32) {
 			if s.acc[k] == 0 {
@@ -260,11 +282,6 @@ func (m *ItemKNN) accumulate(s *queryScratch, seeds []string) {
 			}
 			s.acc[k] += v
 		})
-	}
-	for _, j := range s.idxs {
-		if s.acc[j] != 0 {
-			s.acc[j] = -1 // seeds are not candidates; reset below like the rest
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package learner
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -122,5 +123,43 @@ func TestPreparedModelsStopUsingIndexesWhenLearning(t *testing.T) {
 	if s.mf.serving || s.pop.order != nil || s.knn.rowStart != nil || s.knn.nbr != nil ||
 		s.knn.link.idx != nil || s.pop.link.idx != nil {
 		t.Fatal("serving indexes kept after Learn")
+	}
+}
+
+// TestFusionRanksMatchSortFunc: the specialised sort orders like the
+// comparator the fusion used (value descending, index ascending on ties),
+// with many ties and on sizes around the insertion-sort cut-off.
+func TestFusionRanksMatchSortFunc(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var x []rankEntry
+	for _, n := range []int{0, 1, 2, 11, 12, 13, 50, 200, 1000} {
+		for _, levels := range []int{1, 3, 1 << 30} {
+			sig := make([]float64, n)
+			for k := range sig {
+				sig[k] = float64(r.IntN(min(levels, 1<<30)))
+				if levels == 1<<30 {
+					sig[k] = r.NormFloat64()
+				}
+			}
+			want := make([]int32, n)
+			for k := range want {
+				want[k] = int32(k)
+			}
+			slices.SortFunc(want, func(a, b int32) int {
+				switch {
+				case sig[a] > sig[b]:
+					return -1
+				case sig[a] < sig[b]:
+					return 1
+				}
+				return int(a - b)
+			})
+			x = fusionRanks(x, sig)
+			for k := range want {
+				if x[k].k != want[k] || x[k].v != sig[want[k]] {
+					t.Fatalf("n %d levels %d: position %d is %v, want index %d", n, levels, k, x[k], want[k])
+				}
+			}
+		}
 	}
 }

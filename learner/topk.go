@@ -126,3 +126,69 @@ func (s *queryScratch) dense(n int) {
 	s.acc = s.acc[:n]
 	s.mark = s.mark[:n]
 }
+
+// rankEntry is one candidate's signal for rank fusion.
+type rankEntry struct {
+	v float64
+	k int32
+}
+
+// rankBefore orders by value descending, lower index first on ties.
+func rankBefore(a, b rankEntry) bool { return a.v > b.v || (a.v == b.v && a.k < b.k) }
+
+// fusionRanks sets x to (sig[k], k) for every k and sorts it best first
+// (value descending, lower index on ties: the order of the two-stage
+// fusion's comparator), with the comparison inlined. It returns x.
+func fusionRanks(x []rankEntry, sig []float64) []rankEntry {
+	x = x[:0]
+	for k, v := range sig {
+		x = append(x, rankEntry{v, int32(k)})
+	}
+	sortRanks(x)
+	return x
+}
+
+// sortRanks is a quicksort (median of three, insertion sort below 12,
+// recursion on the smaller side) specialised to rankEntry.
+func sortRanks(x []rankEntry) {
+	for len(x) > 12 {
+		m := len(x) / 2
+		a, b, c := 0, m, len(x)-1
+		if rankBefore(x[b], x[a]) {
+			x[a], x[b] = x[b], x[a]
+		}
+		if rankBefore(x[c], x[b]) {
+			x[b], x[c] = x[c], x[b]
+			if rankBefore(x[b], x[a]) {
+				x[a], x[b] = x[b], x[a]
+			}
+		}
+		p := x[b]
+		i, j := 0, len(x)-1
+		for i <= j {
+			for rankBefore(x[i], p) {
+				i++
+			}
+			for rankBefore(p, x[j]) {
+				j--
+			}
+			if i <= j {
+				x[i], x[j] = x[j], x[i]
+				i++
+				j--
+			}
+		}
+		if j+1 < len(x)-i {
+			sortRanks(x[:j+1])
+			x = x[i:]
+		} else {
+			sortRanks(x[i:])
+			x = x[:j+1]
+		}
+	}
+	for i := 1; i < len(x); i++ {
+		for j := i; j > 0 && rankBefore(x[j], x[j-1]); j-- {
+			x[j], x[j-1] = x[j-1], x[j]
+		}
+	}
+}
