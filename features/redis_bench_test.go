@@ -103,7 +103,7 @@ func BenchmarkUserSeen(b *testing.B) {
 // movieLens loads MovieLens 100K's ratings in time order (stable), spread
 // over 3 partitions by user, or skips when the data is absent.
 func movieLens(b *testing.B) []streamrec.Event {
-	dir := os.Getenv("STREAMREC_DATA")
+	dir := os.Getenv("STREAMREC_TEST_DATA")
 	if dir == "" {
 		dir = filepath.Join("..", "..", "shared", "data")
 	}

@@ -21,9 +21,9 @@ import (
 	"github.com/streamrec/streamrec/ingest"
 )
 
-// sharedData finds ../shared/data beside the repository (or STREAMREC_DATA).
+// sharedData finds ../shared/data beside the repository (or STREAMREC_TEST_DATA).
 func sharedData() string {
-	if d := os.Getenv("STREAMREC_DATA"); d != "" {
+	if d := os.Getenv("STREAMREC_TEST_DATA"); d != "" {
 		return d
 	}
 	dir, err := os.Getwd()

@@ -13,9 +13,9 @@ import (
 	"github.com/streamrec/streamrec"
 )
 
-// dataDir finds ../shared/data beside the repository (or $STREAMREC_DATA).
+// dataDir finds ../shared/data beside the repository (or $STREAMREC_TEST_DATA).
 func dataDir() string {
-	if d := os.Getenv("STREAMREC_DATA"); d != "" {
+	if d := os.Getenv("STREAMREC_TEST_DATA"); d != "" {
 		return d
 	}
 	return filepath.Join("..", "..", "shared", "data")

@@ -15,7 +15,7 @@ import (
 	"github.com/streamrec/streamrec/ingest/dataset"
 )
 
-// rkDataDir returns DIR/sub for the shared data folder ($STREAMREC_DATA or
+// rkDataDir returns DIR/sub for the shared data folder ($STREAMREC_TEST_DATA or
 // ../shared/data beside the repository), skipping the test when it is
 // absent outside CI and failing in CI.
 func rkDataDir(tb testing.TB, sub string) string {
@@ -27,7 +27,7 @@ func rkDataDir(tb testing.TB, sub string) string {
 		}
 	}
 	if os.Getenv("CI") == "true" {
-		tb.Fatalf("data set %s not found (set STREAMREC_DATA or put shared/data beside the repository)", sub)
+		tb.Fatalf("data set %s not found (set STREAMREC_TEST_DATA or put shared/data beside the repository)", sub)
 	}
 	tb.Skipf("data set %s not found", sub)
 	return ""

@@ -27,7 +27,7 @@ import (
 	"github.com/streamrec/streamrec/serve/loadgen"
 )
 
-// mlLatestSmall finds ../shared/data/ml-latest-small (or $STREAMREC_DATA);
+// mlLatestSmall finds ../shared/data/ml-latest-small (or $STREAMREC_TEST_DATA);
 // absent data skips, except in CI where it fails.
 func mlLatestSmall(tb testing.TB) string {
 	tb.Helper()
@@ -39,9 +39,9 @@ func mlLatestSmall(tb testing.TB) string {
 		}
 	}
 	if os.Getenv("CI") == "true" {
-		tb.Fatalf("ml-latest-small not found under ../shared/data or $STREAMREC_DATA (CI=true, so this fails)")
+		tb.Fatalf("ml-latest-small not found under ../shared/data or $STREAMREC_TEST_DATA (CI=true, so this fails)")
 	}
-	tb.Skip("ml-latest-small not found under ../shared/data or $STREAMREC_DATA")
+	tb.Skip("ml-latest-small not found under ../shared/data or $STREAMREC_TEST_DATA")
 	return ""
 }
 

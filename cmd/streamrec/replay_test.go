@@ -147,7 +147,7 @@ func sharedDataDir(t *testing.T) string {
 	dir := dataset.SharedDataDir()
 	if dir == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("shared data (../shared/data or $STREAMREC_DATA) is missing in CI")
+			t.Fatal("shared data (../shared/data or $STREAMREC_TEST_DATA) is missing in CI")
 		}
 		t.Skip("shared data not found")
 	}

@@ -281,12 +281,12 @@ func openFile(path string) (*os.File, error) {
 func baseName(path string) string { return filepath.Base(filepath.Clean(path)) }
 
 // SharedDataDir returns the project's shared data folder (ml-100k/,
-// ml-latest-small/, yoochoose-rsc15-100k/): $STREAMREC_DATA when set,
+// ml-latest-small/, yoochoose-rsc15-100k/): $STREAMREC_TEST_DATA when set,
 // otherwise ../shared/data beside the repository that holds the working
 // directory. It returns "" when there is none. Tests skip on "" unless
 // CI=true.
 func SharedDataDir() string {
-	if dir := os.Getenv("STREAMREC_DATA"); dir != "" {
+	if dir := os.Getenv("STREAMREC_TEST_DATA"); dir != "" {
 		return dir
 	}
 	wd, err := os.Getwd()

@@ -23,7 +23,7 @@ func sharedData(t testing.TB, sub string) string {
 	p := filepath.Join(dir, sub)
 	if _, err := os.Stat(p); dir == "" || err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared data %s not found (set STREAMREC_DATA or place shared/data beside the repository)", sub)
+			t.Fatalf("shared data %s not found (set STREAMREC_TEST_DATA or place shared/data beside the repository)", sub)
 		}
 		t.Skipf("shared data %s not found", sub)
 	}

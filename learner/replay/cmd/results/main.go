@@ -93,7 +93,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *data == "" {
-		return errors.New("no shared data folder: pass -data or set STREAMREC_DATA")
+		return errors.New("no shared data folder: pass -data or set STREAMREC_TEST_DATA")
 	}
 	outs := map[string]*output{}
 	cmds := map[string]string{}
