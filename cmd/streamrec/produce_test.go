@@ -40,7 +40,7 @@ func TestProduceCommand(t *testing.T) {
 	}
 	// STREAMREC_* variables fill the flags too.
 	env, out, errb = testEnv(map[string]string{"STREAMREC_BROKERS": addr, "STREAMREC_TOPIC": "t",
-		"STREAMREC_ITEMS_TOPIC": "items", "STREAMREC_TEST_DATA": "synthetic:users=20,items=10,events=300,seed=3", "STREAMREC_RATE": "100000"})
+		"STREAMREC_ITEMS_TOPIC": "items", "STREAMREC_DATA": "synthetic:users=20,items=10,events=300,seed=3", "STREAMREC_RATE": "100000"})
 	if code := Main(ctx, []string{"produce", "--log-level", "error"}, env); code != 0 {
 		t.Fatalf("exit %d; stderr: %s", code, errb)
 	}
