@@ -24,8 +24,9 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
-fuzz: ## run each decoder fuzz target for FUZZTIME (default 60s)
+fuzz: ## run every fuzz target (decoders and data-spec parsers) for FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-60s} .
+	for f in FuzzSplitFields FuzzCSVLine FuzzJSONL; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${FUZZTIME:-60s} ./ingest/dataset || exit 1; done
 
 results: build ## regenerate docs/results.md: replay --json on ../shared/data for every protocol (takes minutes)
 	$(GO) run ./learner/replay/cmd/results -bin bin/streamrec -out docs/results.md
