@@ -106,10 +106,10 @@ type queryScratch struct {
 	names []string
 	sig   []float64
 	fused []float64
-	perm  []int32
 	aff   []float32 // item-kNN affinity by item index (affinities)
 	affTo []int32   // indexes with aff != 0
 	dots  []float32 // a block of MF scores (topServing16)
+	ranks []rankEntry
 }
 
 var queryScratchPool = sync.Pool{New: func() any { return new(queryScratch) }}

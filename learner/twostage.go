@@ -404,22 +404,9 @@ func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out [
 		if w <= 0 {
 			return
 		}
-		perm := s.perm[:0]
-		for k := range n {
-			perm = append(perm, int32(k))
-		}
-		s.perm = perm
-		slices.SortFunc(perm, func(a, b int32) int {
-			switch {
-			case sig[a] > sig[b]:
-				return -1
-			case sig[a] < sig[b]:
-				return 1
-			}
-			return int(a - b)
-		})
-		for r, k := range perm {
-			out[k] += w / (t.cfg.FusionK + float64(r))
+		s.ranks = fusionRanks(s.ranks, sig)
+		for r, e := range s.ranks {
+			out[e.k] += w / (t.cfg.FusionK + float64(r))
 		}
 	}
 	if t.Ranker != nil {
@@ -448,18 +435,10 @@ func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out [
 		recent = recent[:t.cfg.Recent]
 	}
 	if len(recent) > 0 {
-		for k, i := range s.cand {
-			sig[k] = float64(t.KNN.affinity(mf.items.names[i], recent))
-		}
+		t.KNN.affinities(s, mf.items.names, s.cand, recent, sig)
 		fuse(t.cfg.CoocWeight)
 	}
-	f := t.Pop.factor(q.TS)
-	for k, i := range s.cand {
-		sig[k] = 0
-		if j, ok := t.Pop.items.get(mf.items.names[i]); ok {
-			sig[k] = t.Pop.score[j] * f
-		}
-	}
+	t.Pop.scoresAt(mf.items.names, s.cand, q.TS, sig)
 	fuse(t.cfg.PopWeight)
 	return out
 }
