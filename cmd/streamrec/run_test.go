@@ -49,10 +49,15 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool {
 		return getJSON(base+"/v1/inspect/stats", &stats) == nil && stats.Events > 0 && stats.Users > 0
 	})
+	// The first snapshot may cover a single event (it is due by time), so
+	// wait for one that has seen enough of the demo catalogue to fill a list.
 	var model struct {
 		Version int64 `json:"version"`
+		Items   int   `json:"items"`
 	}
-	waitFor(t, 60*time.Second, func() bool { return getJSON(base+"/v1/model", &model) == nil && model.Version > 0 })
+	waitFor(t, 60*time.Second, func() bool {
+		return getJSON(base+"/v1/model", &model) == nil && model.Version > 0 && model.Items >= 50
+	})
 
 	var line struct {
 		User string `json:"user"`
