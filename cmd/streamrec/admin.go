@@ -79,3 +79,30 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Log
 	log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
 	return ln.Addr().String(), done, nil
 }
+
+// runWithAdmin runs loop with its admin server on addr (none when addr is
+// empty). The server stops when the loop does, whatever the reason, and a
+// server failure is reported when the loop itself succeeded.
+func runWithAdmin(ctx context.Context, addr string, mux http.Handler, env Env, log zerolog.Logger, loop func(context.Context) error) error {
+	hctx, stopHTTP := context.WithCancel(ctx)
+	defer stopHTTP()
+	var httpDone <-chan error
+	if addr != "" {
+		bound, done, err := serveHTTP(hctx, addr, mux, log)
+		if err != nil {
+			return err
+		}
+		httpDone = done
+		if env.Ready != nil {
+			env.Ready(map[string]string{"metrics": bound})
+		}
+	}
+	runErr := loop(ctx)
+	stopHTTP()
+	if httpDone != nil {
+		if err := <-httpDone; err != nil && runErr == nil {
+			runErr = fmt.Errorf("admin http: %w", err)
+		}
+	}
+	return runErr
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/streamrec/streamrec/features"
@@ -53,28 +52,7 @@ func runIngest(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	// The admin server stops when the consumer does, whatever the reason.
-	hctx, stopHTTP := context.WithCancel(ctx)
-	defer stopHTTP()
-	var httpDone <-chan error
-	if *metricsAddr != "" {
-		addr, done, err := serveHTTP(hctx, *metricsAddr, adminMux(reg, c.Ready), log)
-		if err != nil {
-			return err
-		}
-		httpDone = done
-		if env.Ready != nil {
-			env.Ready(map[string]string{"metrics": addr})
-		}
-	}
-	runErr := c.Run(ctx)
-	stopHTTP()
-	if httpDone != nil {
-		if err := <-httpDone; err != nil && runErr == nil {
-			runErr = fmt.Errorf("admin http: %w", err)
-		}
-	}
-	return runErr
+	return runWithAdmin(ctx, *metricsAddr, adminMux(reg, c.Ready), env, log, c.Run)
 }
 
 // splitList splits a comma-separated flag value, dropping empty entries.

@@ -120,30 +120,10 @@ func runLearner(ctx context.Context, sc learner.StreamConfig, redisAddr, metrics
 	if err != nil {
 		return usagef("%v", err)
 	}
-	hctx, stopHTTP := context.WithCancel(ctx)
-	defer stopHTTP()
-	var httpDone <-chan error
-	if metricsAddr != "" {
-		mux := adminMux(reg, nil)
-		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(l.Status())
-		})
-		addr, done, err := serveHTTP(hctx, metricsAddr, mux, log)
-		if err != nil {
-			return err
-		}
-		httpDone = done
-		if env.Ready != nil {
-			env.Ready(map[string]string{"metrics": addr})
-		}
-	}
-	runErr := l.Run(ctx)
-	stopHTTP()
-	if httpDone != nil {
-		if err := <-httpDone; err != nil && runErr == nil {
-			runErr = fmt.Errorf("admin http: %w", err)
-		}
-	}
-	return runErr
+	mux := adminMux(reg, nil)
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(l.Status())
+	})
+	return runWithAdmin(ctx, metricsAddr, mux, env, log, l.Run)
 }
