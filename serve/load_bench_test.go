@@ -91,27 +91,7 @@ func BenchmarkServeLoad(b *testing.B) {
 	t0 = time.Now()
 	lc := learner.DefaultConfig()
 	lc.HREvery = 1 << 30 // training speed is not measured here
-	m, err := learner.New("twostage", lc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tr, err := learner.NewTrainer(lc, []learner.Model{m}, zerolog.Nop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.PutItems(d.Items); err != nil {
-		b.Fatal(err)
-	}
-	for i := range d.Events {
-		tr.Process(&d.Events[i])
-	}
-	blob, info, err := tr.Snapshot(1, nil, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
-		b.Fatal(err)
-	}
+	blob, info := trainTwoStageSnapshot(ctx, b, lc, d, store)
 	b.Logf("snapshot: trained in %v, %d bytes, %d items, %d users", time.Since(t0).Round(time.Millisecond), len(blob), info.Items, info.Users)
 	snaps := learner.NewRedisSnapshots(client, 5, zerolog.Nop())
 	if err := snaps.Publish(ctx, info, blob); err != nil {
@@ -357,4 +337,35 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// trainTwoStageSnapshot trains the two-stage model over d with the
+// production trainer, writes its user vectors to store and returns the
+// snapshot blob (version 1) the benchmarks serve.
+func trainTwoStageSnapshot(ctx context.Context, b *testing.B, lc learner.Config, d *dataset.Data, store interface {
+	PutUserVectors(context.Context, int64, map[string][]float32) error
+}) ([]byte, learner.SnapshotInfo) {
+	b.Helper()
+	m, err := learner.New("twostage", lc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, err := learner.NewTrainer(lc, []learner.Model{m}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.PutItems(d.Items); err != nil {
+		b.Fatal(err)
+	}
+	for i := range d.Events {
+		tr.Process(&d.Events[i])
+	}
+	blob, info, err := tr.Snapshot(1, nil, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
+		b.Fatal(err)
+	}
+	return blob, info
 }

@@ -45,27 +45,7 @@ func BenchmarkRecommendML(b *testing.B) {
 		}
 	}
 	b.Logf("two-stage candidates: MF %d, co-occurrence %d, popularity %d", lc.TwoStage.MFCandidates, lc.TwoStage.CoocCandidates, lc.TwoStage.PopCandidates)
-	m, err := learner.New("twostage", lc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tr, err := learner.NewTrainer(lc, []learner.Model{m}, zerolog.Nop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.PutItems(d.Items); err != nil {
-		b.Fatal(err)
-	}
-	for i := range d.Events {
-		tr.Process(&d.Events[i])
-	}
-	blob, _, err := tr.Snapshot(1, nil, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
-		b.Fatal(err)
-	}
+	blob, _ := trainTwoStageSnapshot(ctx, b, lc, d, store)
 	cfg := DefaultConfig()
 	cfg.CacheTTL = 0 // every request runs the model
 	srv, err := New(cfg, Deps{Features: store, Snapshots: &fakeSnapshots{}, Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
