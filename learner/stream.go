@@ -25,6 +25,10 @@ type VectorWriter interface {
 // learner embedded in `streamrec run`).
 type StreamConfig struct {
 	Brokers []string
+	// Dialer connects to the brokers: the consumer group, the partition
+	// readers and the items-topic lookup (TLS and SASL settings live here;
+	// kafkasec.Config builds one). Nil is kafka-go's default dialer.
+	Dialer *kafka.Dialer
 	// Topic is the event topic; ItemsTopic the item metadata topic ("" to
 	// not read metadata).
 	Topic      string
@@ -463,7 +467,7 @@ func (l *StreamLearner) Run(ctx context.Context) error {
 // consume runs consumer-group generations until ctx ends.
 func (l *StreamLearner) consume(ctx context.Context) error {
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: l.cfg.Group, Brokers: l.cfg.Brokers, Topics: []string{l.cfg.Topic},
+		ID: l.cfg.Group, Brokers: l.cfg.Brokers, Topics: []string{l.cfg.Topic}, Dialer: l.cfg.Dialer,
 		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
 		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second,
 		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) { l.log.Debug().Msgf("kafka: "+f, a...) }),
@@ -581,7 +585,7 @@ func (l *StreamLearner) handle(m kafka.Message) {
 }
 
 func (l *StreamLearner) readPartition(ctx context.Context, topic string, part int, start int64, out chan<- kafka.Message) {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: l.cfg.Brokers, Topic: topic, Partition: part,
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: l.cfg.Brokers, Topic: topic, Partition: part, Dialer: l.cfg.Dialer,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil {
@@ -610,7 +614,11 @@ func (l *StreamLearner) readPartition(ctx context.Context, topic string, part in
 
 // readItems follows the item metadata topic from the start (all partitions).
 func (l *StreamLearner) readItems(ctx context.Context) {
-	conn, err := kafka.DialContext(ctx, "tcp", l.cfg.Brokers[0])
+	dialer := l.cfg.Dialer
+	if dialer == nil {
+		dialer = kafka.DefaultDialer
+	}
+	conn, err := dialer.DialContext(ctx, "tcp", l.cfg.Brokers[0])
 	if err != nil {
 		l.log.Warn().Err(err).Msg("items topic: dial failed; item titles come only from events")
 		return
@@ -626,7 +634,7 @@ func (l *StreamLearner) readItems(ctx context.Context) {
 		wg.Add(1)
 		go func(part int) {
 			defer wg.Done()
-			r := kafka.NewReader(kafka.ReaderConfig{Brokers: l.cfg.Brokers, Topic: l.cfg.ItemsTopic, Partition: part,
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: l.cfg.Brokers, Topic: l.cfg.ItemsTopic, Partition: part, Dialer: l.cfg.Dialer,
 				MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
 			defer r.Close()
 			var bo backoff

@@ -18,16 +18,29 @@ type KafkaEvents struct {
 
 var _ EventWriter = (*KafkaEvents)(nil)
 
-// NewKafkaEvents returns a writer to topic on brokers (host:port each).
+// NewKafkaEvents returns a writer to topic on brokers (host:port each),
+// over kafka-go's default transport (plain TCP, no SASL).
 func NewKafkaEvents(brokers []string, topic string) (*KafkaEvents, error) {
+	return NewKafkaEventsTransport(brokers, topic, nil)
+}
+
+// NewKafkaEventsTransport is NewKafkaEvents over transport, which carries the
+// TLS and SASL settings (kafkasec.Config builds one); nil is kafka-go's
+// default transport. The caller owns transport and closes its idle
+// connections after Close.
+func NewKafkaEventsTransport(brokers []string, topic string, transport kafka.RoundTripper) (*KafkaEvents, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("serve: kafka events: no brokers")
 	}
 	if topic == "" {
 		return nil, errors.New("serve: kafka events: empty topic")
 	}
+	if t, ok := transport.(*kafka.Transport); ok && t == nil {
+		transport = nil // a typed nil would not fall back to the default
+	}
 	return &KafkaEvents{w: &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
+		Transport:    transport,
 		Topic:        topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
