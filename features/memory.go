@@ -3,6 +3,7 @@ package features
 import (
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"math"
 	"sync"
 	"time"
@@ -432,6 +433,43 @@ func (m *Memory) UserSeen(ctx context.Context, id string) (User, []string, bool,
 		seen = append(seen, m.itemList[ii].id)
 	}
 	return u, seen, true, nil
+}
+
+// UserStateSince is UserSeen unless since is the user's current stamp.
+func (m *Memory) UserStateSince(ctx context.Context, id string, since Stamp) (UserState, bool, error) {
+	now := m.cfg.Now().UnixNano()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mu, ok := m.users[id]
+	if !ok || mu.c.Events == 0 || m.expired(mu, now) {
+		return UserState{}, since != "", nil
+	}
+	stamp := m.stamp(mu, now)
+	if stamp == since {
+		return UserState{}, false, nil
+	}
+	st := UserState{Stamp: stamp, Known: true}
+	m.userInto(id, &st.User, -1, now)
+	st.Seen = make([]string, 0, len(mu.seen))
+	for ii := range mu.seen {
+		st.Seen = append(st.Seen, m.itemList[ii].id)
+	}
+	return st, true, nil
+}
+
+// stamp packs what changes with every write of u: the event count and write
+// time (events, recent, seen) and the vector's write time, version and
+// liveness (it expires on its own clock).
+func (m *Memory) stamp(u *memUser, now int64) Stamp {
+	var b [33]byte
+	binary.LittleEndian.PutUint64(b[0:], uint64(u.c.Events))
+	binary.LittleEndian.PutUint64(b[8:], uint64(u.written))
+	binary.LittleEndian.PutUint64(b[16:], uint64(u.vecWritten))
+	binary.LittleEndian.PutUint64(b[24:], uint64(u.vecVersion))
+	if len(u.vec) > 0 && now-u.vecWritten <= int64(m.cfg.UserTTL) {
+		b[32] = 1
+	}
+	return Stamp(b[:])
 }
 
 // Seen reports whether user has interacted with each of items.

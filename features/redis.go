@@ -98,6 +98,8 @@ var (
 	luaApply string
 	//go:embed lua/popular.lua
 	luaPopular string
+	//go:embed lua/user.lua
+	luaUser string
 )
 
 type script struct {
@@ -112,7 +114,8 @@ func newScript(src string) script {
 var (
 	scriptApply   = newScript(luaApply)
 	scriptPopular = newScript(luaPopular)
-	allScripts    = []script{scriptApply, scriptPopular}
+	scriptUser    = newScript(luaUser)
+	allScripts    = []script{scriptApply, scriptPopular, scriptUser}
 )
 
 // Keys of the layout above.
@@ -388,6 +391,86 @@ func (r *Redis) UserSeen(ctx context.Context, id string) (User, []string, bool, 
 		return User{}, nil, false, fmt.Errorf("features: redis: user %q seen-set: %w", id, err)
 	}
 	return u, seen, true, nil
+}
+
+// UserStateSince reads the user's state with lua/user.lua in one round
+// trip; when since is current the reply is a single integer.
+func (r *Redis) UserStateSince(ctx context.Context, id string, since Stamp) (UserState, bool, error) {
+	k := UserKey(id)
+	keys := [4]string{k, k + ":recent", k + ":vec", k + ":seen"}
+	cmd := r.c.EvalSha(ctx, scriptUser.sha, keys[:], string(since))
+	if err := cmd.Err(); err != nil {
+		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return UserState{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
+		}
+		// Redis restarted or flushed its script cache.
+		if err := r.loadScripts(ctx); err != nil {
+			return UserState{}, false, err
+		}
+		if cmd = r.c.EvalSha(ctx, scriptUser.sha, keys[:], string(since)); cmd.Err() != nil {
+			return UserState{}, false, fmt.Errorf("features: redis: user %q: %w", id, cmd.Err())
+		}
+	}
+	st, changed, err := decodeUserState(id, since, cmd.Val())
+	if err != nil {
+		return UserState{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
+	}
+	return st, changed, nil
+}
+
+// decodeUserState reads lua/user.lua's reply.
+func decodeUserState(id string, since Stamp, reply any) (UserState, bool, error) {
+	switch v := reply.(type) {
+	case int64:
+		switch v {
+		case 0: // unknown user
+			return UserState{}, since != "", nil
+		case 1:
+			return UserState{}, false, nil
+		}
+		return UserState{}, false, fmt.Errorf("user script replied %d", v)
+	case []any:
+		if len(v) != 5 {
+			return UserState{}, false, fmt.Errorf("user script replied %d elements, expected 5", len(v))
+		}
+		stats, _ := v[0].(string)
+		vh, _ := v[1].(string)
+		vals, err := unpackStats(stats, sUserLen)
+		if err != nil {
+			return UserState{}, false, err
+		}
+		st := UserState{User: User{ID: id, Counters: parseCounters(vals)}, Stamp: Stamp(stats + vh), Known: true}
+		if st.User.Recent, err = stringsOf(v[2]); err != nil {
+			return UserState{}, false, fmt.Errorf("recent: %w", err)
+		}
+		if len(st.User.Recent) == 0 {
+			st.User.Recent = nil
+		}
+		if vec, ok := v[3].(string); ok {
+			if st.User.Vector, st.User.VectorVersion, err = decodeVector([]byte(vec)); err != nil {
+				return UserState{}, false, err
+			}
+		}
+		if st.Seen, err = stringsOf(v[4]); err != nil {
+			return UserState{}, false, fmt.Errorf("seen: %w", err)
+		}
+		return st, st.Stamp != since, nil
+	}
+	return UserState{}, false, fmt.Errorf("user script replied %T", reply)
+}
+
+func stringsOf(v any) ([]string, error) {
+	a, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("got %T, expected an array", v)
+	}
+	out := make([]string, len(a))
+	for i, x := range a {
+		if out[i], ok = x.(string); !ok {
+			return nil, fmt.Errorf("element %d is %T, expected a string", i, x)
+		}
+	}
+	return out, nil
 }
 
 // Seen reports whether user has interacted with each of items.

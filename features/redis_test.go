@@ -50,6 +50,12 @@ func TestRedisOutageRetry(t *testing.T) {
 	if _, err := s.Apply(ctx, evs[500:]); err != nil {
 		t.Fatalf("after SCRIPT FLUSH: %v", err)
 	}
+	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if us, changed, err := s.UserStateSince(ctx, evs[0].User, ""); err != nil || !changed || !us.Known {
+		t.Fatalf("UserStateSince after SCRIPT FLUSH: %+v, changed %v, %v", us, changed, err)
+	}
 	m := mustMemory(t, features.DefaultConfig())
 	if _, err := m.Apply(ctx, evs); err != nil {
 		t.Fatal(err)

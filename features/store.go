@@ -97,6 +97,20 @@ type ApplyResult struct {
 	Duplicates int // events skipped because their position was already applied
 }
 
+// Stamp identifies one state of a user's features (counters, recent
+// items, seen-set and vector): equal stamps of a user mean equal states. It
+// is opaque, backend-specific, and "" for an unknown user.
+type Stamp string
+
+// UserState is a user's features and seen-set as of Stamp.
+type UserState struct {
+	User  User
+	Seen  []string
+	Stamp Stamp
+	// Known is false for a user the store has no events of (Stamp "").
+	Known bool
+}
+
 // Store is the feature store contract that both backends meet and the
 // conformance suite checks. Consumers declare the smaller interfaces they use.
 type Store interface {
@@ -114,6 +128,12 @@ type Store interface {
 	// UserSeen returns a user's features and whole seen-set in one round
 	// trip (the serving hot path); ok is false for an unknown user.
 	UserSeen(ctx context.Context, id string) (u User, seen []string, ok bool, err error)
+	// UserStateSince is UserSeen for a caller that keeps the answer: given
+	// the Stamp of the state it holds ("" for none), it returns the user's
+	// state and changed=true only when that state differs from since;
+	// otherwise changed=false and an empty UserState, after a read of a few
+	// bytes (the serving hot path, where most reads find nothing new).
+	UserStateSince(ctx context.Context, id string, since Stamp) (st UserState, changed bool, err error)
 	// Seen reports whether the user has interacted with each of items.
 	Seen(ctx context.Context, user string, items []string) ([]bool, error)
 	// Item returns an item's features; ok is false for an unknown item.

@@ -97,6 +97,7 @@ func Run(t *testing.T, open Opener) {
 		{"Counters", testCounters},
 		{"Recent", testRecent},
 		{"Seen", testSeen},
+		{"UserStateSince", testUserStateSince},
 		{"Popularity", testPopularity},
 		{"PopularCategory", testPopularCategory},
 		{"Metadata", testMetadata},
@@ -248,6 +249,71 @@ func testSeen(t *testing.T, s *suite) {
 	}
 	if _, seen, ok, err := st.UserSeen(ctx, "nobody"); ok || err != nil || len(seen) != 0 {
 		t.Errorf("UserSeen(unknown) = %v, %v, %v", seen, ok, err)
+	}
+}
+
+func testUserStateSince(t *testing.T, s *suite) {
+	ctx := context.Background()
+	st := s.store(t)
+	since := func(id string, stamp features.Stamp) (features.UserState, bool) {
+		t.Helper()
+		us, changed, err := st.UserStateSince(ctx, id, stamp)
+		if err != nil {
+			t.Fatalf("UserStateSince(%q): %v", id, err)
+		}
+		return us, changed
+	}
+	// The full state must be what UserSeen returns.
+	check := func(id string, us features.UserState) {
+		t.Helper()
+		u, seen, ok, err := st.UserSeen(ctx, id)
+		if err != nil || !ok || !us.Known || us.Stamp == "" {
+			t.Fatalf("state %+v; UserSeen ok %v err %v", us, ok, err)
+		}
+		if !reflect.DeepEqual(us.User, u) {
+			t.Errorf("state user %+v, UserSeen %+v", us.User, u)
+		}
+		if !slices.Equal(sortedCopy(us.Seen), sortedCopy(seen)) {
+			t.Errorf("state seen %v, UserSeen %v", us.Seen, seen)
+		}
+	}
+	if us, changed := since("u", ""); changed || us.Known || us.Stamp != "" {
+		t.Errorf("unknown user: %+v changed %v", us, changed)
+	}
+	apply(t, st, Ev("u", "a", streamrec.Explicit, 4, T0, 0, 0), Ev("u", "b", streamrec.Implicit, 0, T0+1, 0, 1))
+	us1, changed := since("u", "")
+	if !changed {
+		t.Fatal("first read of a known user: not changed")
+	}
+	check("u", us1)
+	if us, changed := since("u", us1.Stamp); changed || us.Known || us.Stamp != "" || us.Seen != nil {
+		t.Errorf("current stamp: %+v changed %v, want nothing", us, changed)
+	}
+	if _, changed := since("u", "not a stamp"); !changed {
+		t.Error("a foreign stamp reads as current")
+	}
+	apply(t, st, Ev("u", "b", streamrec.Implicit, 0, T0+1, 0, 1)) // redelivered
+	if _, changed := since("u", us1.Stamp); changed {
+		t.Error("a redelivered event changed the state")
+	}
+	apply(t, st, Ev("u", "c", streamrec.Implicit, 0, T0+2, 0, 2))
+	us2, changed := since("u", us1.Stamp)
+	if !changed || us2.Stamp == us1.Stamp || !slices.Contains(us2.Seen, "c") || us2.User.Events != 3 {
+		t.Fatalf("after a new event: %+v changed %v", us2, changed)
+	}
+	check("u", us2)
+	if err := st.PutUserVectors(ctx, 5, map[string][]float32{"u": {1, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	us3, changed := since("u", us2.Stamp)
+	if !changed || us3.User.VectorVersion != 5 || !slices.Equal(us3.User.Vector, []float32{1, 2}) {
+		t.Fatalf("after a vector write: %+v changed %v", us3, changed)
+	}
+	check("u", us3)
+	// Another user's events leave u's stamp alone.
+	apply(t, st, Ev("v", "a", streamrec.Implicit, 0, T0+3, 0, 3))
+	if _, changed := since("u", us3.Stamp); changed {
+		t.Error("another user's event changed u's state")
 	}
 }
 
@@ -409,6 +475,11 @@ func testTTL(t *testing.T, s *suite) {
 	st := s.store(t)
 	ttl := s.cfg.UserTTL
 	apply(t, st, Ev("u", "a", streamrec.Implicit, 0, T0, 0, 0), Ev("v", "a", streamrec.Implicit, 0, T0, 0, 1))
+	vs, _, err := st.UserStateSince(ctx, "v", "")
+	if err != nil || !vs.Known {
+		t.Fatalf("UserStateSince(v) = %+v, %v", vs, err)
+	}
+	vStamp := vs.Stamp
 	s.clock.Advance(ttl / 2)
 	apply(t, st, Ev("u", "b", streamrec.Implicit, 0, T0+hour, 0, 2)) // refreshes u only
 	if r, ok := st.(TTLReporter); ok {
@@ -432,6 +503,9 @@ func testTTL(t *testing.T, s *suite) {
 	}
 	if seen, _ := st.Seen(ctx, "v", []string{"a"}); len(seen) != 1 || seen[0] {
 		t.Errorf("expired user's seen-set = %v", seen)
+	}
+	if us, changed, err := st.UserStateSince(ctx, "v", vStamp); err != nil || !changed || us.Known {
+		t.Errorf("expired user's state since its last stamp = %+v, changed %v, %v", us, changed, err)
 	}
 	if u := mustUser(t, st, "u"); u.Events != 2 {
 		t.Errorf("refreshed user u: %d events, want 2", u.Events)
