@@ -4,12 +4,18 @@
 // the event contract pre-created. Any Kafka client (kcat, librdkafka, Java,
 // kafka-go) can publish to and consume from it.
 //
+// It can be secured like a production cluster, for trying the clients'
+// security settings: TLS with a given certificate (TLS only, no plaintext
+// listener) and SASL with one user, accepted with PLAIN, SCRAM-SHA-256 and
+// SCRAM-SHA-512.
+//
 // With a data directory the broker persists its topics, records, consumer
 // group offsets and producer state on disk (kfake's own persistence) and
 // reloads them on the next start.
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +42,12 @@ type Config struct {
 	DataDir string
 	// Topics are pre-created (if missing) with Partitions partitions.
 	Topics []string
+	// TLSCertFile and TLSKeyFile, both or neither, are the PEM certificate
+	// and key of a TLS listener; then the broker speaks only TLS.
+	TLSCertFile, TLSKeyFile string
+	// SASLUser and SASLPassword, both or neither, require every client to
+	// authenticate as that user with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	SASLUser, SASLPassword string
 }
 
 // DefaultConfig returns the contract defaults: 127.0.0.1:9092, 3 partitions,
@@ -60,6 +72,17 @@ func (c *Config) Validate() error {
 		if t == "" || strings.ContainsAny(t, " /\\") {
 			return fmt.Errorf("broker: bad topic name %q", t)
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("broker: TLS needs both a certificate and a key file")
+	}
+	if c.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return fmt.Errorf("broker: TLS certificate %s and key %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
+		}
+	}
+	if (c.SASLUser == "") != (c.SASLPassword == "") {
+		return errors.New("broker: SASL needs both a user and a password")
 	}
 	return nil
 }
@@ -86,6 +109,19 @@ func Start(cfg Config, log zerolog.Logger) (*Broker, error) {
 			return net.Listen(network, cfg.Addr)
 		}),
 	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: TLS certificate: %w", err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	if cfg.SASLUser != "" {
+		opts = append(opts, kfake.EnableSASL())
+		for _, m := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+			opts = append(opts, kfake.Superuser(m, cfg.SASLUser, cfg.SASLPassword))
+		}
+	}
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("broker: data dir: %w", err)
@@ -95,6 +131,12 @@ func Start(cfg Config, log zerolog.Logger) (*Broker, error) {
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: start on %s: %w", cfg.Addr, err)
+	}
+	if cfg.SASLUser != "" {
+		if err := advertiseSASLHandshakeV0(c, kfake.ClusterID("streamrec")); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	b := &Broker{c: c, log: log}
 	for _, t := range cfg.Topics {
@@ -106,7 +148,8 @@ func Start(cfg Config, log zerolog.Logger) (*Broker, error) {
 		}
 	}
 	log.Info().Strs("addrs", b.Addrs()).Int("partitions", cfg.Partitions).Str("data_dir", cfg.DataDir).
-		Strs("topics", cfg.Topics).Msg("embedded kafka broker listening")
+		Strs("topics", cfg.Topics).Bool("tls", cfg.TLSCertFile != "").Str("sasl_user", cfg.SASLUser).
+		Msg("embedded kafka broker listening")
 	return b, nil
 }
 

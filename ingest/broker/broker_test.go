@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/ingest/broker"
+	"github.com/streamrec/streamrec/internal/testpki"
 )
 
 func mustStart(tb testing.TB, cfg broker.Config) *broker.Broker {
@@ -122,6 +123,49 @@ func TestBrokerKcatMetadata(t *testing.T) {
 	}
 }
 
+// TestBrokerTLSAndSASLWithKcat: a broker with TLS (a private CA's
+// certificate) and SASL answers kcat (librdkafka) over SASL_SSL with each
+// SCRAM mechanism and PLAIN, and refuses a wrong password and plaintext.
+func TestBrokerTLSAndSASLWithKcat(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kcat not installed (CI=true)")
+		}
+		t.Skip("kcat not installed")
+	}
+	pki := testpki.New(t)
+	cfg := testConfig("")
+	cfg.TLSCertFile, cfg.TLSKeyFile = pki.ServerCertFile, pki.ServerKeyFile
+	cfg.SASLUser, cfg.SASLPassword = "alice", "wonderland"
+	b := mustStart(t, cfg)
+	defer b.Close()
+	list := func(protocol, mech, pass string) (string, error) {
+		wait := "3" // seconds kcat waits for metadata
+		if pass != "wonderland" || protocol != "SASL_SSL" {
+			wait = "1" // expected to fail
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, kcat, "-b", b.Addrs()[0], "-L", "-t", streamrec.TopicEvents, "-m", wait,
+			"-X", "security.protocol="+protocol, "-X", "sasl.mechanisms="+mech,
+			"-X", "sasl.username=alice", "-X", "sasl.password="+pass, "-X", "ssl.ca.location="+pki.CAFile).CombinedOutput()
+		return string(out), err
+	}
+	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"} {
+		out, err := list("SASL_SSL", mech, "wonderland")
+		if err != nil || !strings.Contains(out, `topic "streamrec.events" with 2 partitions`) {
+			t.Errorf("kcat -L over SASL_SSL %s: %v\n%s", mech, err, out)
+		}
+	}
+	if out, err := list("SASL_SSL", "SCRAM-SHA-256", "wrong"); err == nil || !strings.Contains(out, "SASL authentication error") {
+		t.Errorf("kcat -L with a wrong password: %v\n%s", err, out)
+	}
+	if out, err := list("SASL_PLAINTEXT", "SCRAM-SHA-256", "wonderland"); err == nil {
+		t.Errorf("kcat -L in plaintext to the TLS listener succeeded:\n%s", out)
+	}
+}
+
 func TestBrokerDataDirPersists(t *testing.T) {
 	dir := t.TempDir()
 	b := mustStart(t, testConfig(dir))
@@ -157,6 +201,11 @@ func TestConfigValidate(t *testing.T) {
 		{"bad addr", func(c *broker.Config) { c.Addr = "nohost" }},
 		{"zero partitions", func(c *broker.Config) { c.Partitions = 0 }},
 		{"bad topic", func(c *broker.Config) { c.Topics = []string{"a b"} }},
+		{"TLS cert without key", func(c *broker.Config) { c.TLSCertFile = "cert.pem" }},
+		{"TLS key without cert", func(c *broker.Config) { c.TLSKeyFile = "key.pem" }},
+		{"TLS files missing", func(c *broker.Config) { c.TLSCertFile, c.TLSKeyFile = "/nonexistent/c.pem", "/nonexistent/k.pem" }},
+		{"SASL user without password", func(c *broker.Config) { c.SASLUser = "alice" }},
+		{"SASL password without user", func(c *broker.Config) { c.SASLPassword = "secret" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
