@@ -47,6 +47,11 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the cached answers.
 	CacheSize int
+	// UserCacheItems bounds the items (seen-sets and recent lists, summed
+	// over users) of the user states the server keeps between requests, so
+	// that a request for an unchanged user reads only a stamp from the
+	// feature store; 0 reads the whole state on every request.
+	UserCacheItems int
 }
 
 // DefaultConfig returns the defaults of product.md §5.
@@ -66,6 +71,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 		CacheTTL:        2 * time.Second,
 		CacheSize:       100000,
+		UserCacheItems:  1 << 20,
 	}
 }
 
@@ -106,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheTTL > 0 && c.CacheSize <= 0 {
 		bad("cache size must be positive with a cache TTL, got %d", c.CacheSize)
+	}
+	if c.UserCacheItems < 0 {
+		bad("user cache items must not be negative, got %d", c.UserCacheItems)
 	}
 	if c.BreakerFailures <= 0 {
 		bad("breaker failures must be positive, got %d", c.BreakerFailures)

@@ -17,8 +17,9 @@ import (
 
 // Features is what serve reads from the feature store (features.Store meets it).
 type Features interface {
-	// UserSeen returns a user's features and seen-set in one round trip.
-	UserSeen(ctx context.Context, id string) (features.User, []string, bool, error)
+	// UserStateSince returns a user's features and seen-set in one round
+	// trip when they changed since the stamp the server holds.
+	UserStateSince(ctx context.Context, id string, since features.Stamp) (features.UserState, bool, error)
 	// Popular is the popularity fallback when no snapshot is loaded.
 	Popular(ctx context.Context, n int, category string, ts int64) ([]streamrec.Scored, error)
 }

@@ -127,15 +127,20 @@ func newFakeFeatures() *fakeFeatures {
 
 var errDown = errors.New("redis: connection refused")
 
-func (f *fakeFeatures) UserSeen(ctx context.Context, id string) (features.User, []string, bool, error) {
-	f.calls.Add(1)
+// UserStateSince reports every read as changed (a fresh stamp each time),
+// which a store may always do; tests of the unchanged path use real stores.
+func (f *fakeFeatures) UserStateSince(ctx context.Context, id string, since features.Stamp) (features.UserState, bool, error) {
+	n := f.calls.Add(1)
 	if f.fail.Load() {
-		return features.User{}, nil, false, errDown
+		return features.UserState{}, false, errDown
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	u, ok := f.users[id]
-	return u, slices.Clone(f.seen[id]), ok, nil
+	if !ok {
+		return features.UserState{}, since != "", nil
+	}
+	return features.UserState{User: u, Seen: slices.Clone(f.seen[id]), Stamp: features.Stamp(strconv.FormatInt(n, 10)), Known: true}, true, nil
 }
 
 func (f *fakeFeatures) Popular(ctx context.Context, n int, category string, ts int64) ([]streamrec.Scored, error) {

@@ -20,8 +20,13 @@ type staticFeatures struct {
 	seen []string
 }
 
-func (s *staticFeatures) UserSeen(context.Context, string) (features.User, []string, bool, error) {
-	return s.u, s.seen, true, nil
+// UserStateSince gives the whole state to a caller holding none and
+// "current" after, as a store does for a user without new events.
+func (s *staticFeatures) UserStateSince(_ context.Context, _ string, since features.Stamp) (features.UserState, bool, error) {
+	if since == "static" {
+		return features.UserState{}, false, nil
+	}
+	return features.UserState{User: s.u, Seen: s.seen, Stamp: "static", Known: true}, true, nil
 }
 
 func (s *staticFeatures) Popular(context.Context, int, string, int64) ([]streamrec.Scored, error) {

@@ -28,31 +28,21 @@ var errBreakerOpen = errors.New("feature store breaker open")
 
 // reqState is the pooled per-request scratch of the hot path.
 type reqState struct {
-	user    features.User
-	q       learner.Query
-	seen    map[string]struct{}
-	exclude func(string) bool
-	scored  []streamrec.Scored
-}
-
-func (st *reqState) isSeen(item string) bool {
-	_, ok := st.seen[item]
-	return ok
+	user   features.User
+	q      learner.Query
+	scored []streamrec.Scored
 }
 
 var statePool = sync.Pool{New: func() any {
-	st := &reqState{seen: make(map[string]struct{}, 64), scored: make([]streamrec.Scored, 0, 64)}
-	st.exclude = st.isSeen // bound once, so the hot path allocates no closure
-	return st
+	return &reqState{scored: make([]streamrec.Scored, 0, 64)}
 }}
 
 func getState() *reqState { return statePool.Get().(*reqState) }
 
 func putState(st *reqState) {
-	if len(st.seen) > 1<<16 || cap(st.scored) > 1<<14 {
+	if cap(st.scored) > 1<<14 {
 		return
 	}
-	clear(st.seen)
 	st.user = features.User{}
 	st.q = learner.Query{}
 	clear(st.scored[:cap(st.scored)])
@@ -121,17 +111,40 @@ func parseCategory(raw string) (string, error) {
 	return v, nil
 }
 
-// userSeen reads the user's features and seen-set within the feature budget,
-// through the breaker.
-func (s *Server) userSeen(ctx context.Context, id string) (features.User, []string, bool, error) {
+// userView returns the user's features and seen-set, read within the
+// feature budget: the kept view when the store says it is current, else a
+// new one (kept for the next request).
+func (s *Server) userView(ctx context.Context, id string) (*userView, error) {
 	if !s.breaker.allow() {
-		return features.User{}, nil, false, errBreakerOpen
+		return nil, errBreakerOpen
+	}
+	var old *userView
+	var since features.Stamp
+	if s.views != nil {
+		if old = s.views.get(id); old != nil {
+			since = old.stamp
+		}
 	}
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.FeatureTimeout)
-	u, seen, ok, err := s.deps.Features.UserSeen(fctx, id)
+	st, changed, err := s.deps.Features.UserStateSince(fctx, id, since)
 	cancel()
 	s.featureResult(ctx, err)
-	return u, seen, ok, err
+	if err != nil {
+		return nil, err
+	}
+	if !changed {
+		s.metrics.stateSame.Inc()
+		if old != nil {
+			return old, nil
+		}
+		return newUserView(id, features.UserState{}), nil // unknown, and nothing kept
+	}
+	s.metrics.stateNew.Inc()
+	v := newUserView(id, st)
+	if s.views != nil {
+		s.views.put(id, v)
+	}
+	return v, nil
 }
 
 // storePopular is the feature store's popularity (no snapshot loaded).
@@ -206,18 +219,14 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 		degraded = degradedNoSnapshot
 	} else {
 		model, version = cur.model, cur.info.Version
-		u, seen, ok, err := s.userSeen(r.Context(), user)
+		view, err := s.userView(r.Context(), user)
 		if err != nil {
 			degraded = degradedReason(err)
 			items = model.Popular(n, category, ts, st.scored[:0])
 		} else {
-			if ok {
-				st.user = u
-			} else {
-				st.user = features.User{ID: user} // cold start: popularity + session co-occurrence
-			}
-			key := recKey{version: version, user: user, events: st.user.Events, lastTS: st.user.LastTS,
-				vecVer: st.user.VectorVersion, n: n, category: category, exclude: excludeSeen}
+			u := &view.user // shared and immutable: the model only reads it
+			key := recKey{version: version, user: user, events: u.Events, lastTS: u.LastTS,
+				vecVer: u.VectorVersion, n: n, category: category, exclude: excludeSeen}
 			hit := false
 			if s.cache != nil {
 				if items, hit = s.cache.get(&key, s.now().UnixNano(), st.scored[:0]); hit {
@@ -227,12 +236,9 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 				}
 			}
 			if !hit {
-				st.q = learner.Query{User: &st.user, Category: category, TS: ts}
-				if excludeSeen && len(seen) > 0 {
-					for _, it := range seen {
-						st.seen[it] = struct{}{}
-					}
-					st.q.Exclude = st.exclude
+				st.q = learner.Query{User: u, Category: category, TS: ts}
+				if excludeSeen && view.exclude != nil {
+					st.q.Exclude = view.exclude
 				}
 				items = model.Recommend(&st.q, n, st.scored[:0])
 				if s.cache != nil {
@@ -361,16 +367,12 @@ func (s *Server) handleRank(w http.ResponseWriter, r *http.Request) int {
 	st := getState()
 	defer putState(st)
 	degraded := ""
-	u, _, ok, err := s.userSeen(r.Context(), req.User)
-	switch {
-	case err != nil:
+	if view, err := s.userView(r.Context(), req.User); err != nil {
 		degraded = degradedReason(err)
 		st.user = features.User{ID: req.User}
 		s.metrics.degraded.WithLabelValues("rank", degraded).Inc()
-	case ok:
-		st.user = u
-	default:
-		st.user = features.User{ID: req.User}
+	} else {
+		st.user = view.user
 	}
 	scores := cur.model.Rank(&st.user, req.Items, s.now().UnixMilli(), st.scored[:0])
 	st.scored = scores[:0]

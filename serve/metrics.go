@@ -20,6 +20,9 @@ type metrics struct {
 	cache     *prometheus.CounterVec
 	cacheHit  prometheus.Counter
 	cacheMiss prometheus.Counter
+	userState *prometheus.CounterVec
+	stateSame prometheus.Counter
+	stateNew  prometheus.Counter
 
 	// Observers are resolved once per (route, status) so the hot path does
 	// no label hashing.
@@ -70,13 +73,17 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss).",
 		}, []string{"result"}),
+		userState: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamrec_serve_user_state_reads_total", Help: "Feature-store reads of a user's state by result: current (the kept view was up to date; a stamp check only) or changed (the whole state was read).",
+		}, []string{"result"}),
 		observers: map[routeStatus]routeObs{},
 	}
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	m.stateSame, m.stateNew = m.userState.WithLabelValues("current"), m.userState.WithLabelValues("changed")
 	age1 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "streamrec_serve_snapshot_age_seconds", Help: "Age of the serving snapshot since the learner created it (0 when none).",
 	}, age)
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.accepted, m.rejected, m.breaker, m.cache, age1} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.accepted, m.rejected, m.breaker, m.cache, m.userState, age1} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

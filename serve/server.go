@@ -33,7 +33,8 @@ type Server struct {
 	decode  DecodeFunc
 	metrics *metrics
 	breaker *breaker
-	cache   *recCache // nil when disabled
+	cache   *recCache  // nil when disabled
+	views   *userViews // nil when disabled
 	cur     atomic.Pointer[loaded]
 	handler http.Handler
 	routes  []route
@@ -91,6 +92,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}}
 	if cfg.CacheTTL > 0 {
 		s.cache = newRecCache(cfg.CacheTTL, cfg.CacheSize)
+	}
+	if cfg.UserCacheItems > 0 {
+		s.views = newUserViews(cfg.UserCacheItems)
 	}
 	s.routes = s.routeTable()
 	s.handler = s.buildMux()

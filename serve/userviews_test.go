@@ -1,0 +1,140 @@
+package serve
+
+import (
+	"context"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/streamrec/streamrec"
+	"github.com/streamrec/streamrec/features"
+	"github.com/streamrec/streamrec/features/redistest"
+)
+
+// TestUserViewsFollowTheStore: with both real feature stores, a repeated
+// request reuses the kept view (a stamp check only), and a new event of the
+// user is read at once: the item just seen leaves the answer.
+func TestUserViewsFollowTheStore(t *testing.T) {
+	ctx := context.Background()
+	stores := map[string]func(t *testing.T) features.Store{
+		"memory": func(t *testing.T) features.Store {
+			m, err := features.NewMemory(features.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		},
+		"redis": func(t *testing.T) features.Store {
+			r, err := features.NewRedis(ctx, redistest.Start(t).Client(t), features.DefaultConfig(), zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			store := open(t)
+			cfg := DefaultConfig()
+			cfg.CacheTTL = 0 // the model runs on every request, on the view it gets
+			srv, err := New(cfg, Deps{Features: store, Snapshots: &fakeSnapshots{}, Decode: decodeFake,
+				Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Load(1, fakeBlob(1, 20)); err != nil {
+				t.Fatal(err)
+			}
+			h := srv.Handler()
+			off := int64(0)
+			view := func(item string) {
+				ev := streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: item, TS: 1700000000000 + off,
+					Pos: streamrec.Position{Topic: "t", Offset: off}}
+				off++
+				if _, err := store.Apply(ctx, []streamrec.Event{ev}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recs := func() []string {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/users/u/recommendations?n=3", nil))
+				r := decode[recResp](t, w.Body.String())
+				if w.Code != 200 || r.Degraded {
+					t.Fatalf("recommendations: %d %+v", w.Code, r)
+				}
+				var ids []string
+				for _, it := range r.Items {
+					ids = append(ids, it.Item)
+				}
+				return ids
+			}
+			reads := func(result string) float64 { return testutil.ToFloat64(srv.metrics.userState.WithLabelValues(result)) }
+
+			view("i1")
+			if got := recs(); !slices.Equal(got, []string{"i2", "i3", "i4"}) {
+				t.Fatalf("after viewing i1: %v", got)
+			}
+			if got := recs(); !slices.Equal(got, []string{"i2", "i3", "i4"}) {
+				t.Fatalf("repeated: %v", got)
+			}
+			if c, n := reads("current"), reads("changed"); c != 1 || n != 1 {
+				t.Errorf("state reads: %v current, %v changed; want 1 and 1", c, n)
+			}
+			view("i2")
+			if got := recs(); !slices.Equal(got, []string{"i3", "i4", "i5"}) {
+				t.Fatalf("after viewing i2: %v (a kept view hid the new event)", got)
+			}
+			if n := reads("changed"); n != 2 {
+				t.Errorf("changed reads after a new event: %v, want 2", n)
+			}
+		})
+	}
+}
+
+// TestUserViewsBudget: the kept views stay within the item budget, the
+// newest view is always kept unless it alone exceeds a shard's share, and
+// replacing a view does not count it twice.
+func TestUserViewsBudget(t *testing.T) {
+	const budget = viewShards * 10 // 10 items a shard
+	c := newUserViews(budget)
+	seen := func(n int) features.UserState {
+		st := features.UserState{Stamp: "s", Known: true}
+		for i := range n {
+			st.Seen = append(st.Seen, "i"+strconv.Itoa(i))
+		}
+		return st
+	}
+	for i := range 1000 {
+		id := "u" + strconv.Itoa(i)
+		c.put(id, newUserView(id, seen(i%5)))
+		if c.get(id) == nil {
+			t.Fatalf("view %s (cost %d) not kept right after put", id, 1+i%5)
+		}
+	}
+	c.put("u0", newUserView("u0", seen(4))) // replace
+	c.put("u0", newUserView("u0", seen(4)))
+	total := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		sum := 0
+		for _, v := range s.m {
+			sum += v.cost()
+		}
+		if sum != s.cost || s.cost > c.perShard {
+			t.Errorf("shard %d: cost %d, counted %d, share %d", i, sum, s.cost, c.perShard)
+		}
+		total += s.cost
+	}
+	if total > budget {
+		t.Errorf("views hold %d items, budget %d", total, budget)
+	}
+	c.put("big", newUserView("big", seen(50)))
+	if c.get("big") != nil {
+		t.Error("a view bigger than a shard's share was kept")
+	}
+}
