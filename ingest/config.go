@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/streamrec/streamrec"
 )
 
@@ -21,6 +23,13 @@ type Config struct {
 	DLQTopic   string
 	// Group is the Kafka consumer group.
 	Group string
+	// Dialer connects the consumer (group and fetches) and Transport the
+	// dead-letter writer to the brokers; they carry the TLS and SASL
+	// settings (kafkasec.Config builds both). Nil is kafka-go's default:
+	// plain TCP, no SASL. The caller owns Transport and closes its idle
+	// connections after Run.
+	Dialer    *kafka.Dialer
+	Transport kafka.RoundTripper
 
 	// BatchSize caps the messages written to the store in one batch.
 	BatchSize int

@@ -93,6 +93,9 @@ func New(cfg Config, w Writer, reg *prometheus.Registry, log zerolog.Logger) (*C
 	if w == nil || reg == nil {
 		return nil, fmt.Errorf("ingest: writer and registry are required")
 	}
+	if t, ok := cfg.Transport.(*kafka.Transport); ok && t == nil {
+		cfg.Transport = nil // a typed nil would not fall back to the default
+	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -118,6 +121,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		Brokers:           c.cfg.Brokers,
 		GroupID:           c.cfg.Group,
 		GroupTopics:       topics,
+		Dialer:            c.cfg.Dialer,
 		MinBytes:          1,
 		MaxBytes:          16 << 20,
 		MaxWait:           250 * time.Millisecond,
@@ -134,6 +138,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(c.cfg.Brokers...),
+		Transport:    c.cfg.Transport,
 		Topic:        c.cfg.DLQTopic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/streamrec/streamrec"
 )
 
@@ -66,6 +68,9 @@ type Options struct {
 	// MinValue and MaxValue bound explicit values; zero means the contract's
 	// defaults (0.5 and 5).
 	MinValue, MaxValue float64
+	// KafkaDialer connects a kafka: spec to its brokers, with their TLS and
+	// SASL settings (kafkasec.Config builds one); nil is plain TCP.
+	KafkaDialer *kafka.Dialer
 }
 
 func (o *Options) normalise() error {

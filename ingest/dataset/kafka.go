@@ -46,7 +46,8 @@ func loadKafka(ctx context.Context, arg string, o *Options) (*Data, error) {
 		return nil, err
 	}
 	d := &Data{Name: "kafka:" + topic}
-	parts, err := lookupPartitions(ctx, brokers, topic)
+	dialer := o.KafkaDialer
+	parts, err := lookupPartitions(ctx, dialer, brokers, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -59,12 +60,12 @@ func loadKafka(ctx context.Context, arg string, o *Options) (*Data, error) {
 	if !o.To.IsZero() {
 		to = o.To.UnixMilli()
 	}
-	ranges, err := offsetRanges(ctx, parts)
+	ranges, err := offsetRanges(ctx, dialer, parts)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range ranges {
-		err := readPartition(ctx, brokers, p, func(m kafka.Message) {
+		err := readPartition(ctx, dialer, brokers, p, func(m kafka.Message) {
 			e, err := dec.Decode(m.Value)
 			switch {
 			case err != nil:
@@ -78,7 +79,7 @@ func loadKafka(ctx context.Context, arg string, o *Options) (*Data, error) {
 		}
 	}
 	if topic == streamrec.TopicEvents {
-		if err := loadKafkaItems(ctx, d, brokers); err != nil {
+		if err := loadKafkaItems(ctx, d, dialer, brokers); err != nil {
 			return nil, err
 		}
 	}
@@ -87,19 +88,19 @@ func loadKafka(ctx context.Context, arg string, o *Options) (*Data, error) {
 
 // loadKafkaItems reads the catalogue from streamrec.items when that topic
 // exists; the latest record of an item wins.
-func loadKafkaItems(ctx context.Context, d *Data, brokers []string) error {
-	parts, err := lookupPartitions(ctx, brokers, streamrec.TopicItems)
+func loadKafkaItems(ctx context.Context, d *Data, dialer *kafka.Dialer, brokers []string) error {
+	parts, err := lookupPartitions(ctx, dialer, brokers, streamrec.TopicItems)
 	if err != nil {
 		return nil // no catalogue topic: events only
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
-	ranges, err := offsetRanges(ctx, parts)
+	ranges, err := offsetRanges(ctx, dialer, parts)
 	if err != nil {
 		return fmt.Errorf("catalogue: %w", err)
 	}
 	index := map[string]int{}
 	for _, p := range ranges {
-		err := readPartition(ctx, brokers, p, func(m kafka.Message) {
+		err := readPartition(ctx, dialer, brokers, p, func(m kafka.Message) {
 			it, err := streamrec.DecodeItem(m.Value, streamrec.DefaultMaxBytes)
 			if err != nil {
 				return // a bad catalogue record is not an event; ingest dead-letters it
@@ -118,11 +119,16 @@ func loadKafkaItems(ctx context.Context, d *Data, brokers []string) error {
 	return nil
 }
 
-func lookupPartitions(ctx context.Context, brokers []string, topic string) ([]kafka.Partition, error) {
+// lookupPartitions asks the brokers in turn for topic's partitions; a nil
+// dialer is plain TCP.
+func lookupPartitions(ctx context.Context, dialer *kafka.Dialer, brokers []string, topic string) ([]kafka.Partition, error) {
+	if dialer == nil {
+		dialer = &kafka.Dialer{Timeout: 10 * time.Second}
+	}
 	var errs []error
 	for _, b := range brokers {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		parts, err := (&kafka.Dialer{Timeout: 10 * time.Second}).LookupPartitions(dctx, "tcp", b, topic)
+		parts, err := dialer.LookupPartitions(dctx, "tcp", b, topic)
 		cancel()
 		if err == nil {
 			if len(parts) == 0 {
@@ -143,12 +149,15 @@ type partitionRange struct {
 
 // offsetRanges reads every partition's first offset and high-water mark up
 // front, so that the whole read is of the topic as it was at call time.
-func offsetRanges(ctx context.Context, parts []kafka.Partition) ([]partitionRange, error) {
+func offsetRanges(ctx context.Context, dialer *kafka.Dialer, parts []kafka.Partition) ([]partitionRange, error) {
+	if dialer == nil {
+		dialer = kafka.DefaultDialer
+	}
 	out := make([]partitionRange, 0, len(parts))
 	for _, p := range parts {
 		leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		conn, err := kafka.DialLeader(dctx, "tcp", leader, p.Topic, p.ID)
+		conn, err := dialer.DialLeader(dctx, "tcp", leader, p.Topic, p.ID)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("partition %d: dial leader %s: %w", p.ID, leader, err)
@@ -164,13 +173,14 @@ func offsetRanges(ctx context.Context, parts []kafka.Partition) ([]partitionRang
 }
 
 // readPartition hands every record of a partition range to fn.
-func readPartition(ctx context.Context, brokers []string, p partitionRange, fn func(kafka.Message)) error {
+func readPartition(ctx context.Context, dialer *kafka.Dialer, brokers []string, p partitionRange, fn func(kafka.Message)) error {
 	first, last := p.first, p.last
 	if last <= first {
 		return nil
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   brokers,
+		Dialer:    dialer,
 		Topic:     p.Topic,
 		Partition: p.ID,
 		MinBytes:  1,

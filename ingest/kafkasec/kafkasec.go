@@ -11,6 +11,7 @@
 package kafkasec
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -213,6 +214,49 @@ func (c Config) Transport() (*kafka.Transport, error) {
 		TLS:  tc,
 		SASL: mech,
 	}, nil
+}
+
+// Probe connects to the brokers in turn with c's dialer — TCP, the TLS
+// handshake, the SASL login, and one metadata request — and returns nil as
+// soon as one broker answers, else every broker's error. Each attempt is
+// bounded by timeout. kafka-go's writers report a refused SASL login only as
+// "unexpected EOF"; Probe reports the broker's reason ("SASL
+// Authentication failed", "certificate signed by unknown authority", …).
+func (c Config) Probe(ctx context.Context, brokers []string, timeout time.Duration) error {
+	d, err := c.Dialer(timeout)
+	if err != nil {
+		return err
+	}
+	if len(brokers) == 0 {
+		return errors.New("kafka: no brokers")
+	}
+	var errs []error
+	for _, b := range brokers {
+		if err := probe(ctx, d, b, timeout); err != nil {
+			errs = append(errs, fmt.Errorf("kafka %s (%s): %w", b, c, err))
+			continue
+		}
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+func probe(ctx context.Context, d *kafka.Dialer, broker string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	if _, err := conn.Brokers(); err != nil {
+		return fmt.Errorf("metadata request: %w", err)
+	}
+	return nil
 }
 
 // String describes c for logs, without the password.

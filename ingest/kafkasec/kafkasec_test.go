@@ -256,29 +256,30 @@ func TestOverTheWire(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := tc.cfg.Dialer(3 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			start := time.Now()
-			conn, err := d.DialContext(ctx, "tcp", addr)
+			err := tc.cfg.Probe(ctx, []string{addr}, 3*time.Second)
 			if err == nil {
-				// Without SASL the connection opens; the broker refuses requests.
-				_, err = conn.ReadPartitions(topic)
-				conn.Close()
+				t.Fatal("Probe connected")
 			}
-			if err == nil {
-				t.Fatal("connected")
-			}
-			if errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 4*time.Second {
+			if errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
 				t.Fatalf("failed only by timeout after %s: %v", time.Since(start), err)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q lacks %q", err, tc.want)
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "kafka "+addr) {
+				t.Errorf("error %q lacks %q or the broker address", err, tc.want)
+			}
+			if tc.cfg.Password != "" && strings.Contains(err.Error(), tc.cfg.Password) {
+				t.Errorf("error %q shows the password", err)
 			}
 			t.Logf("%s: %v", tc.name, err)
 		})
+	}
+	for _, mech := range kafkasec.Mechanisms {
+		c := good
+		c.SASLMechanism = mech
+		if err := c.Probe(context.Background(), []string{"127.0.0.1:1", addr}, 3*time.Second); err != nil {
+			t.Errorf("Probe over %s (first broker down): %v", mech, err)
+		}
 	}
 }

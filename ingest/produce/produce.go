@@ -61,6 +61,11 @@ type Options struct {
 	FlushTimeout time.Duration
 	// Writer, when set, is used instead of a kafka-go writer on Brokers.
 	Writer MessageWriter
+	// Transport carries the kafka-go writer's TLS and SASL settings
+	// (kafkasec.Config builds one); nil is kafka-go's default transport,
+	// plain TCP without SASL. The caller owns it and closes its idle
+	// connections after Run. Unused with Writer.
+	Transport kafka.RoundTripper
 	// Now and Sleep are the clock (defaults: time.Now and a timer that
 	// stops with ctx).
 	Now   func() time.Time
@@ -198,6 +203,9 @@ func Run(ctx context.Context, d *dataset.Data, opts Options, log zerolog.Logger)
 	p.w = opts.Writer
 	if p.w == nil {
 		kw := NewWriter(opts.Brokers)
+		if t, ok := opts.Transport.(*kafka.Transport); !ok || t != nil { // a typed nil keeps the default
+			kw.Transport = opts.Transport
+		}
 		defer kw.Close()
 		p.w = kw
 	}
