@@ -457,6 +457,15 @@ func (m *Memory) UserStateSince(ctx context.Context, id string, since Stamp) (Us
 	return st, true, nil
 }
 
+// ReadUserStates is UserStateSince for each read.
+func (m *Memory) ReadUserStates(ctx context.Context, reads []StateRead) error {
+	for i := range reads {
+		rd := &reads[i]
+		rd.State, rd.Changed, rd.Err = m.UserStateSince(ctx, rd.ID, rd.Since)
+	}
+	return nil
+}
+
 // stamp packs what changes with every write of u: the event count and write
 // time (events, recent, seen) and the vector's write time, version and
 // liveness (it expires on its own clock).

@@ -396,26 +396,54 @@ func (r *Redis) UserSeen(ctx context.Context, id string) (User, []string, bool, 
 // UserStateSince reads the user's state with lua/user.lua in one round
 // trip; when since is current the reply is a single integer.
 func (r *Redis) UserStateSince(ctx context.Context, id string, since Stamp) (UserState, bool, error) {
-	k := UserKey(id)
-	keys := [4]string{k, k + ":recent", k + ":vec", k + ":seen"}
-	cmd := r.c.EvalSha(ctx, scriptUser.sha, keys[:], string(since))
-	if err := cmd.Err(); err != nil {
-		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			return UserState{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
-		}
+	reads := [1]StateRead{{ID: id, Since: since}}
+	err := r.ReadUserStates(ctx, reads[:])
+	if err == nil {
+		err = reads[0].Err
+	}
+	return reads[0].State, reads[0].Changed, err
+}
+
+// ReadUserStates runs lua/user.lua for every read in one pipeline (on a
+// cluster client, go-redis sends each node its share), so concurrent
+// requests can share the round trip and Redis reads them with one syscall.
+func (r *Redis) ReadUserStates(ctx context.Context, reads []StateRead) error {
+	err := r.readUserStates(ctx, reads)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// Redis restarted or flushed its script cache.
-		if err := r.loadScripts(ctx); err != nil {
-			return UserState{}, false, err
-		}
-		if cmd = r.c.EvalSha(ctx, scriptUser.sha, keys[:], string(since)); cmd.Err() != nil {
-			return UserState{}, false, fmt.Errorf("features: redis: user %q: %w", id, cmd.Err())
+		if err = r.loadScripts(ctx); err == nil {
+			err = r.readUserStates(ctx, reads)
 		}
 	}
-	st, changed, err := decodeUserState(id, since, cmd.Val())
 	if err != nil {
-		return UserState{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
+		err = fmt.Errorf("features: redis: user states: %w", err)
+		for i := range reads {
+			reads[i].Err = err
+		}
 	}
-	return st, changed, nil
+	return err
+}
+
+func (r *Redis) readUserStates(ctx context.Context, reads []StateRead) error {
+	p := r.c.Pipeline()
+	cmds := make([]*redis.Cmd, len(reads))
+	for i := range reads {
+		k := UserKey(reads[i].ID)
+		cmds[i] = p.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(reads[i].Since))
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		// Exec returns the first failed command's error; a reply that is
+		// an error for one user only (none is expected) fails the batch too.
+		return err
+	}
+	for i := range reads {
+		rd := &reads[i]
+		rd.State, rd.Changed, rd.Err = decodeUserState(rd.ID, rd.Since, cmds[i].Val())
+		if rd.Err != nil {
+			rd.Err = fmt.Errorf("features: redis: user %q: %w", rd.ID, rd.Err)
+		}
+	}
+	return nil
 }
 
 // decodeUserState reads lua/user.lua's reply.

@@ -111,6 +111,15 @@ type UserState struct {
 	Known bool
 }
 
+// StateRead is one UserStateSince of a batch: ID and Since in, the rest out.
+type StateRead struct {
+	ID      string
+	Since   Stamp
+	State   UserState
+	Changed bool
+	Err     error
+}
+
 // Store is the feature store contract that both backends meet and the
 // conformance suite checks. Consumers declare the smaller interfaces they use.
 type Store interface {
@@ -134,6 +143,10 @@ type Store interface {
 	// otherwise changed=false and an empty UserState, after a read of a few
 	// bytes (the serving hot path, where most reads find nothing new).
 	UserStateSince(ctx context.Context, id string, since Stamp) (st UserState, changed bool, err error)
+	// ReadUserStates does UserStateSince for every read, in one round trip;
+	// an error of the whole batch (store unreachable) is returned and left
+	// in every read.
+	ReadUserStates(ctx context.Context, reads []StateRead) error
 	// Seen reports whether the user has interacted with each of items.
 	Seen(ctx context.Context, user string, items []string) ([]bool, error)
 	// Item returns an item's features; ok is false for an unknown item.

@@ -52,6 +52,11 @@ type Config struct {
 	// that a request for an unchanged user reads only a stamp from the
 	// feature store; 0 reads the whole state on every request.
 	UserCacheItems int
+	// FeatureBatches is how many feature-store reads may be in flight at
+	// once; requests arriving while all are busy queue and share the next
+	// round trip (up to 256 users in one). 0 gives every request its own
+	// round trip.
+	FeatureBatches int
 }
 
 // DefaultConfig returns the defaults of product.md §5.
@@ -72,6 +77,7 @@ func DefaultConfig() Config {
 		CacheTTL:        2 * time.Second,
 		CacheSize:       100000,
 		UserCacheItems:  1 << 20,
+		FeatureBatches:  4,
 	}
 }
 
@@ -112,6 +118,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheTTL > 0 && c.CacheSize <= 0 {
 		bad("cache size must be positive with a cache TTL, got %d", c.CacheSize)
+	}
+	if c.FeatureBatches < 0 {
+		bad("feature batches must not be negative, got %d", c.FeatureBatches)
 	}
 	if c.UserCacheItems < 0 {
 		bad("user cache items must not be negative, got %d", c.UserCacheItems)

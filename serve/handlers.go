@@ -125,9 +125,7 @@ func (s *Server) userView(ctx context.Context, id string) (*userView, error) {
 			since = old.stamp
 		}
 	}
-	fctx, cancel := context.WithTimeout(ctx, s.cfg.FeatureTimeout)
-	st, changed, err := s.deps.Features.UserStateSince(fctx, id, since)
-	cancel()
+	st, changed, err := s.readState(ctx, id, since)
 	s.featureResult(ctx, err)
 	if err != nil {
 		return nil, err
@@ -145,6 +143,23 @@ func (s *Server) userView(ctx context.Context, id string) (*userView, error) {
 		s.views.put(id, v)
 	}
 	return v, nil
+}
+
+// readState reads one user's state within the feature budget, in a shared
+// round trip when the coalescer is on.
+func (s *Server) readState(ctx context.Context, id string, since features.Stamp) (features.UserState, bool, error) {
+	if s.batcher == nil {
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.FeatureTimeout)
+		defer cancel()
+		return s.deps.Features.UserStateSince(fctx, id, since)
+	}
+	rd := stateReadPool.Get().(*stateRead)
+	rd.read = features.StateRead{ID: id, Since: since}
+	s.batcher.read(rd)
+	r := rd.read
+	rd.read = features.StateRead{}
+	stateReadPool.Put(rd)
+	return r.State, r.Changed, r.Err
 }
 
 // storePopular is the feature store's popularity (no snapshot loaded).

@@ -35,6 +35,7 @@ type Server struct {
 	breaker *breaker
 	cache   *recCache  // nil when disabled
 	views   *userViews // nil when disabled
+	batcher *coalescer // nil when disabled or the store cannot batch
 	cur     atomic.Pointer[loaded]
 	handler http.Handler
 	routes  []route
@@ -95,6 +96,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.UserCacheItems > 0 {
 		s.views = newUserViews(cfg.UserCacheItems)
+	}
+	if br, ok := deps.Features.(batchReader); ok && cfg.FeatureBatches > 0 {
+		s.batcher = newCoalescer(br, cfg.FeatureTimeout, cfg.FeatureBatches, 256)
 	}
 	s.routes = s.routeTable()
 	s.handler = s.buildMux()

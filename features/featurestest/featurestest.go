@@ -315,6 +315,22 @@ func testUserStateSince(t *testing.T, s *suite) {
 	if _, changed := since("u", us3.Stamp); changed {
 		t.Error("another user's event changed u's state")
 	}
+	// A batch answers each read as UserStateSince does.
+	reads := []features.StateRead{{ID: "u", Since: us2.Stamp}, {ID: "u", Since: us3.Stamp}, {ID: "nobody"}, {ID: "v"}}
+	if err := st.ReadUserStates(ctx, reads); err != nil {
+		t.Fatalf("ReadUserStates: %v", err)
+	}
+	for _, rd := range reads {
+		want, wantChanged := since(rd.ID, rd.Since)
+		if rd.Err != nil || rd.Changed != wantChanged || !reflect.DeepEqual(sortedState(rd.State), sortedState(want)) {
+			t.Errorf("batch read %s since %q = %+v changed %v err %v; alone %+v changed %v", rd.ID, rd.Since, rd.State, rd.Changed, rd.Err, want, wantChanged)
+		}
+	}
+}
+
+func sortedState(us features.UserState) features.UserState {
+	us.Seen = sortedCopy(us.Seen)
+	return us
 }
 
 func near(a, b float64) bool {

@@ -5,11 +5,18 @@
 //
 // When redis-server is not installed, Start fails the test if the
 // environment has CI=true and skips it otherwise.
+//
+// With Options.TLS the server listens with TLS only (tls-port; port 0),
+// for tests of clients verifying it with a private CA. A redis-server built
+// without TLS support skips such tests, in CI too: that is a limit of the
+// installed binary, not a failure.
 package redistest
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -31,6 +39,21 @@ type Options struct {
 	Password string
 	// Args are extra redis-server arguments ("--name", "value", ...).
 	Args []string
+	// TLS, when set, serves TLS only, with these files.
+	TLS *TLSOptions
+}
+
+// TLSOptions are the PEM files of a TLS server.
+type TLSOptions struct {
+	// CertFile and KeyFile are the server's certificate and key.
+	CertFile, KeyFile string
+	// CAFile holds the CA that signed the server's certificate (the
+	// harness's own clients trust it) and that verifies client certificates.
+	CAFile string
+	// ClientCertFile and ClientKeyFile, when set, make the server require a
+	// client certificate (tls-auth-clients yes); the harness's own clients
+	// present this one. Unset: tls-auth-clients no.
+	ClientCertFile, ClientKeyFile string
 }
 
 // Server is one redis-server process (or a stopped one that keeps its port
@@ -41,6 +64,8 @@ type Server struct {
 	dir  string
 	port int
 	opts Options
+
+	clientTLS *tls.Config // nil without TLS
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -62,6 +87,11 @@ func StartOptions(tb testing.TB, opts Options) *Server {
 		tb.Skipf("redistest: redis-server not found: %v", err)
 	}
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), opts: opts}
+	if opts.TLS != nil {
+		if s.clientTLS, err = opts.TLS.clientConfig(); err != nil {
+			tb.Fatalf("redistest: %v", err)
+		}
+	}
 	tb.Cleanup(func() { _ = s.Stop() })
 	// A port taken between picking it and binding it is retried.
 	for attempt := 0; ; attempt++ {
@@ -70,6 +100,9 @@ func StartOptions(tb testing.TB, opts Options) *Server {
 		}
 		if err = s.Start(); err == nil {
 			return s
+		}
+		if opts.TLS != nil && errors.Is(err, errNoTLS) {
+			tb.Skipf("redistest: %v", err)
 		}
 		if attempt == 4 {
 			tb.Fatalf("redistest: %v", err)
@@ -89,13 +122,52 @@ func freePort() (int, error) {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// URL is the server's redis:// URL (with the password when one is set).
+// URL is the server's redis:// URL, rediss:// with TLS (with the password
+// when one is set).
 func (s *Server) URL() string {
-	if s.opts.Password != "" {
-		return "redis://:" + s.opts.Password + "@" + s.Addr()
+	scheme := "redis://"
+	if s.opts.TLS != nil {
+		scheme = "rediss://"
 	}
-	return "redis://" + s.Addr()
+	if s.opts.Password != "" {
+		return scheme + ":" + s.opts.Password + "@" + s.Addr()
+	}
+	return scheme + s.Addr()
 }
+
+// ClientTLS is the TLS configuration the harness's clients use (the CA's
+// roots, and the client certificate when the server requires one); nil
+// without TLS.
+func (s *Server) ClientTLS() *tls.Config {
+	if s.clientTLS == nil {
+		return nil
+	}
+	return s.clientTLS.Clone()
+}
+
+// clientConfig trusts CAFile and presents the client certificate, if any.
+func (o *TLSOptions) clientConfig() (*tls.Config, error) {
+	pem, err := os.ReadFile(o.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("TLS CA %s: no PEM certificates", o.CAFile)
+	}
+	c := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if o.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.ClientCertFile, o.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// errNoTLS marks a redis-server built without TLS support.
+var errNoTLS = errors.New("redis-server was built without TLS support (BUILD_TLS=no)")
 
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.dir }
@@ -103,7 +175,7 @@ func (s *Server) Dir() string { return s.dir }
 // Client returns a client of the server, closed when the test ends.
 func (s *Server) Client(tb testing.TB) *redis.Client {
 	tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.opts.Password})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.opts.Password, TLSConfig: s.ClientTLS()})
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -123,11 +195,20 @@ func (s *Server) Start() error {
 	if s.cmd != nil {
 		return nil
 	}
-	args := []string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if t := s.opts.TLS; t != nil {
+		auth := "no"
+		if t.ClientCertFile != "" {
+			auth = "yes"
+		}
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--tls-cert-file", t.CertFile,
+			"--tls-key-file", t.KeyFile, "--tls-ca-cert-file", t.CAFile, "--tls-auth-clients", auth}
+	}
+	args := append(port,
+		"--bind", "127.0.0.1", "--dir", s.dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
 		"--daemonize", "no", "--protected-mode", "no", "--logfile", "redis.log",
-	}
+	)
 	if s.opts.Password != "" {
 		args = append(args, "--requirepass", s.opts.Password)
 	}
@@ -141,10 +222,13 @@ func (s *Server) Start() error {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	if err := waitReady(s.Addr(), s.opts.Password, done); err != nil {
+	if err := waitReady(s.Addr(), s.opts.Password, s.clientTLS, done); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
 		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+		if s.opts.TLS != nil && noTLSBuild(out.String()+string(log)) {
+			return fmt.Errorf("%w: %s", errNoTLS, strings.TrimSpace(string(tail(out.Bytes(), 300))))
+		}
 		return fmt.Errorf("redis-server on %s: %w\n%s%s", s.Addr(), err, out.Bytes(), tail(log, 2000))
 	}
 	s.cmd, s.done = cmd, done
@@ -158,9 +242,18 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-func waitReady(addr, password string, exited <-chan struct{}) error {
+// noTLSBuild reports whether redis-server's output says it does not know
+// the TLS directives (a build without TLS rejects tls-port as a bad
+// directive; some builds say TLS is not supported).
+func noTLSBuild(out string) bool {
+	o := strings.ToLower(out)
+	return (strings.Contains(o, "bad directive") && strings.Contains(o, "tls")) ||
+		strings.Contains(o, "tls is not supported") || strings.Contains(o, "not built with tls")
+}
+
+func waitReady(addr, password string, tc *tls.Config, exited <-chan struct{}) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, MaxRetries: -1,
-		DialTimeout: 200 * time.Millisecond})
+		DialTimeout: 200 * time.Millisecond, TLSConfig: tc})
 	defer c.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
