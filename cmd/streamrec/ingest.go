@@ -14,6 +14,8 @@ func runIngest(ctx context.Context, args []string, env Env) error {
 	cfg := ingest.DefaultConfig()
 	brokers := fs.String("brokers", strings.Join(cfg.Brokers, ","), "Kafka bootstrap brokers, comma-separated")
 	redisAddr := fs.String("redis", "", "Redis address (host:port, redis://…, rediss://…, or a comma-separated cluster list); empty: in-memory store")
+	redisTLS := registerRedisTLS(fs)
+	kafkaSec := registerKafkaFlags(fs)
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "events topic")
 	fs.StringVar(&cfg.ItemsTopic, "items-topic", cfg.ItemsTopic, "item metadata topic (empty: none)")
 	fs.StringVar(&cfg.DLQTopic, "dlq-topic", cfg.DLQTopic, "dead-letter topic")
@@ -38,15 +40,28 @@ func runIngest(ctx context.Context, args []string, env Env) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	if err := kafkaSec.validate(); err != nil {
+		return err
+	}
+	if err := redisTLS.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(env, *level)
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, *redisAddr, features.DefaultConfig(), log)
+	kc, err := kafkaSec.clients(log)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	cfg.Dialer, cfg.Transport = kc.Dialer, kc.Transport
+	store, err := openStore(ctx, *redisAddr, *redisTLS, features.DefaultConfig(), log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	kafkaSec.warnProbe(ctx, cfg.Brokers, log)
 	reg := newRegistry()
 	c, err := ingest.New(cfg, store, reg, log)
 	if err != nil {

@@ -32,6 +32,7 @@ flags:
 func runInspect(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("inspect", env)
 	redisAddr := fs.String("redis", "", "Redis address (host:port, redis:// or rediss:// URL, or comma-separated cluster nodes)")
+	redisTLS := registerRedisTLS(fs)
 	baseURL := fs.String("url", "", "base URL of a running run/serve instance (default http://127.0.0.1:8080 when --redis is not set)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	fs.Usage = func() {
@@ -75,10 +76,13 @@ func runInspect(ctx context.Context, args []string, env Env) error {
 	if *timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
+	if err := redisTLS.validate(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	if *redisAddr != "" {
-		return inspectRedis(ctx, *redisAddr, pos, env.Stdout)
+		return inspectRedis(ctx, *redisAddr, *redisTLS, pos, env.Stdout)
 	}
 	u := *baseURL
 	if u == "" {
@@ -90,8 +94,8 @@ func runInspect(ctx context.Context, args []string, env Env) error {
 	return inspectURL(ctx, strings.TrimRight(u, "/")+"/v1/inspect"+path, pos, env.Stdout)
 }
 
-func inspectRedis(ctx context.Context, addr string, pos []string, out io.Writer) error {
-	c, err := openRedisClient(addr)
+func inspectRedis(ctx context.Context, addr string, rt redisTLS, pos []string, out io.Writer) error {
+	c, err := openRedisClient(addr, rt)
 	if err != nil {
 		return err
 	}

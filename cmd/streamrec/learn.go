@@ -39,6 +39,8 @@ func runLearn(ctx context.Context, args []string, env Env) error {
 	sc := learner.DefaultStreamConfig()
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	redisAddr := fs.String("redis", "", "Redis address for snapshots and user vectors (empty: in memory, for development)")
+	redisTLS := registerRedisTLS(fs)
+	kafkaSec := registerKafkaFlags(fs)
 	fs.StringVar(&sc.Topic, "topic", sc.Topic, "events topic")
 	fs.StringVar(&sc.ItemsTopic, "items-topic", sc.ItemsTopic, "item metadata topic (empty: none)")
 	fs.StringVar(&sc.Group, "group", sc.Group, "consumer group")
@@ -78,21 +80,34 @@ func runLearn(ctx context.Context, args []string, env Env) error {
 	if err := sc.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	if err := kafkaSec.validate(); err != nil {
+		return err
+	}
+	if err := redisTLS.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(env, *level)
 	if err != nil {
 		return err
 	}
-	return runLearner(ctx, sc, *redisAddr, *metricsAddr, env, log)
+	kc, err := kafkaSec.clients(log)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	sc.Dialer = kc.Dialer
+	kafkaSec.warnProbe(ctx, sc.Brokers, log)
+	return runLearner(ctx, sc, *redisAddr, *redisTLS, *metricsAddr, env, log)
 }
 
 // runLearner wires the stream learner to its stores and admin server.
-func runLearner(ctx context.Context, sc learner.StreamConfig, redisAddr, metricsAddr string, env Env, log zerolog.Logger) error {
+func runLearner(ctx context.Context, sc learner.StreamConfig, redisAddr string, rt redisTLS, metricsAddr string, env Env, log zerolog.Logger) error {
 	var (
 		snaps   learner.SnapshotStore
 		vectors learner.VectorWriter
 	)
 	if strings.TrimSpace(redisAddr) != "" {
-		client, err := openRedisClient(redisAddr)
+		client, err := openRedisClient(redisAddr, rt)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 func runModel(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("model", env)
 	redisAddr := fs.String("redis", "", "Redis address holding the snapshots (required)")
+	redisTLS := registerRedisTLS(fs)
 	asJSON := fs.Bool("json", false, "list: print JSON instead of a table")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: streamrec model list [--json] --redis ADDR\n       streamrec model rollback VERSION --redis ADDR")
@@ -33,7 +34,10 @@ func runModel(ctx context.Context, args []string, env Env) error {
 	if strings.TrimSpace(*redisAddr) == "" {
 		return usagef("--redis is required")
 	}
-	client, err := openRedisClient(*redisAddr)
+	if err := redisTLS.validate(); err != nil {
+		return err
+	}
+	client, err := openRedisClient(*redisAddr, *redisTLS)
 	if err != nil {
 		return usagef("%v", err)
 	}

@@ -39,8 +39,20 @@ func runProduce(ctx context.Context, args []string, env Env) error {
 	if err := opts.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	if err := data.kafka.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(env, *level)
 	if err != nil {
+		return err
+	}
+	kc, err := data.kafka.clients(log)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	opts.Transport = kc.Transport
+	if err := data.kafka.probe(ctx, opts.Brokers); err != nil {
 		return err
 	}
 	d, err := data.load(ctx)

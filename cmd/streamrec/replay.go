@@ -28,6 +28,8 @@ type replayData struct {
 	header                                    bool
 	minValue, maxValue                        float64
 	types                                     streamrec.EventTypes
+	// kafka secures a kafka: spec's connections (and produce's writer).
+	kafka *kafkaFlags
 }
 
 func (d *replayData) register(fs *flag.FlagSet) {
@@ -42,6 +44,7 @@ func (d *replayData) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.to, "to", "", "keep events before this time (RFC 3339 or Unix seconds)")
 	fs.Float64Var(&d.minValue, "min-value", streamrec.DefaultMinValue, "lowest explicit value (predictions are clipped to the range)")
 	fs.Float64Var(&d.maxValue, "max-value", streamrec.DefaultMaxValue, "highest explicit value")
+	d.kafka = registerKafkaFlags(fs)
 }
 
 // eventTypesFlag is the repeatable --event-type flag.
@@ -81,6 +84,14 @@ func (d *replayData) load(ctx context.Context) (*dataset.Data, error) {
 	}
 	opts := dataset.Options{Columns: d.columns, Header: d.header, Sep: d.sep, TypeDefault: d.typeDefault,
 		Types: d.types, From: from, To: to, MinValue: d.minValue, MaxValue: d.maxValue}
+	if d.kafka != nil && d.kafka.set() {
+		if err := d.kafka.validate(); err != nil {
+			return nil, err
+		}
+		if opts.KafkaDialer, err = d.kafka.cfg.Dialer(10 * time.Second); err != nil {
+			return nil, usagef("%v", err)
+		}
+	}
 	data, err := dataset.Load(ctx, d.spec, opts)
 	if err != nil {
 		if errors.Is(err, dataset.ErrSpec) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/run"
 	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
@@ -32,6 +33,10 @@ type runConfig struct {
 	partitions                               int
 	stream                                   learner.StreamConfig
 	ingest                                   ingest.Config
+	// kafka secures the connections to external --brokers; redisTLS the
+	// connections to --redis.
+	kafka    *kafkaFlags
+	redisTLS redisTLS
 }
 
 // runRun is `streamrec run`: the embedded default — broker, feature store,
@@ -43,6 +48,8 @@ func runRun(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&rc.addr, "addr", ":8080", "HTTP API address")
 	fs.StringVar(&rc.brokers, "brokers", "", "Kafka brokers (empty: start the embedded broker)")
 	fs.StringVar(&rc.redis, "redis", "", "Redis address for features and snapshots (empty: in memory)")
+	redisTLS := registerRedisTLS(fs)
+	rc.kafka = registerKafkaFlags(fs)
 	fs.StringVar(&rc.brokerAddr, "broker-addr", "127.0.0.1:9092", "embedded broker address; a free port is used when it is taken")
 	fs.IntVar(&rc.partitions, "partitions", 3, "partitions of the embedded broker's topics")
 	fs.BoolVar(&rc.demo, "demo", true, "publish demo data (synthetic catalogue and events, stamped with the wall clock)")
@@ -69,6 +76,16 @@ func runRun(ctx context.Context, args []string, env Env) error {
 	if rc.demoRate <= 0 {
 		return usagef("--demo-rate must be positive")
 	}
+	if err := rc.kafka.validate(); err != nil {
+		return err
+	}
+	if rc.kafka.set() && len(splitList(rc.brokers)) == 0 {
+		return usagef("the --kafka-* security flags apply to external --brokers; the embedded broker is plaintext")
+	}
+	if err := redisTLS.validate(); err != nil {
+		return err
+	}
+	rc.redisTLS = *redisTLS
 	log, err := newLogger(env, *level)
 	if err != nil {
 		return err
@@ -77,6 +94,15 @@ func runRun(ctx context.Context, args []string, env Env) error {
 }
 
 func runEmbedded(ctx context.Context, rc runConfig, env Env, log zerolog.Logger) error {
+	if rc.kafka == nil {
+		rc.kafka = &kafkaFlags{}
+	}
+	kc, err := rc.kafka.clients(log)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	rc.ingest.Dialer, rc.ingest.Transport, rc.stream.Dialer = kc.Dialer, kc.Transport, kc.Dialer
 	brokers := splitList(rc.brokers)
 	if len(brokers) == 0 {
 		b, err := startEmbeddedBroker(rc.brokerAddr, rc.partitions, log)
@@ -90,12 +116,13 @@ func runEmbedded(ctx context.Context, rc runConfig, env Env, log zerolog.Logger)
 
 	fcfg := features.DefaultConfig()
 	fcfg.RecentCap = rc.stream.Learner.RecentCap
-	store, err := openStore(ctx, rc.redis, fcfg, log)
+	store, err := openStore(ctx, rc.redis, rc.redisTLS, fcfg, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	snaps, closeSnaps, err := openSnapshots(rc.redis, rc.stream.Learner.SnapshotKeep, log)
+	rc.kafka.warnProbe(ctx, brokers, log)
+	snaps, closeSnaps, err := openSnapshots(rc.redis, rc.redisTLS, rc.stream.Learner.SnapshotKeep, log)
 	if err != nil {
 		return err
 	}
@@ -115,7 +142,7 @@ func runEmbedded(ctx context.Context, rc runConfig, env Env, log zerolog.Logger)
 	if err != nil {
 		return err
 	}
-	events, err := serve.NewKafkaEvents(brokers, streamrec.TopicEvents)
+	events, err := serve.NewKafkaEventsTransport(brokers, streamrec.TopicEvents, kc.Transport)
 	if err != nil {
 		return err
 	}
@@ -170,7 +197,7 @@ func runEmbedded(ctx context.Context, rc runConfig, env Env, log zerolog.Logger)
 		}
 	})
 	if rc.demo {
-		actor("demo producer", func(c context.Context) error { return runDemo(c, rc, brokers, log) })
+		actor("demo producer", func(c context.Context) error { return runDemo(c, rc, brokers, kc.Transport, log) })
 	}
 	// The group ends when ctx does (signal) or when any actor fails.
 	actor("signal", func(c context.Context) error { <-c.Done(); return c.Err() })
@@ -197,11 +224,11 @@ func startEmbeddedBroker(addr string, partitions int, log zerolog.Logger) (*brok
 }
 
 // openSnapshots returns the Redis snapshot store, or an in-process one.
-func openSnapshots(redisAddr string, keep int, log zerolog.Logger) (learner.SnapshotStore, func(), error) {
+func openSnapshots(redisAddr string, rt redisTLS, keep int, log zerolog.Logger) (learner.SnapshotStore, func(), error) {
 	if strings.TrimSpace(redisAddr) == "" {
 		return learner.NewMemorySnapshots(keep), func() {}, nil
 	}
-	client, err := openRedisClient(redisAddr)
+	client, err := openRedisClient(redisAddr, rt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -209,13 +236,14 @@ func openSnapshots(redisAddr string, keep int, log zerolog.Logger) (learner.Snap
 }
 
 // runDemo publishes the demo data set, stamped with the wall clock, looping.
-func runDemo(ctx context.Context, rc runConfig, brokers []string, log zerolog.Logger) error {
+func runDemo(ctx context.Context, rc runConfig, brokers []string, transport kafka.RoundTripper, log zerolog.Logger) error {
 	d, err := dataset.Load(ctx, rc.demoData, dataset.Options{})
 	if err != nil {
 		return fmt.Errorf("demo data: %w", err)
 	}
 	opts := produce.DefaultOptions()
 	opts.Brokers, opts.Rate, opts.Retime, opts.Loop = brokers, rc.demoRate, true, true
+	opts.Transport = transport
 	opts.ProgressEvery = time.Minute
 	_, err = produce.Run(ctx, d, opts, log.With().Str("component", "demo").Logger())
 	return err

@@ -26,6 +26,8 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "", "admin HTTP address for pprof, /metrics, /healthz, /readyz (empty: off)")
 	redisAddr := fs.String("redis", "", "Redis address (host:port, redis://…, rediss://…, or a comma-separated cluster list) for features and snapshots; empty: in-memory (nothing to serve until something publishes)")
 	brokers := fs.String("brokers", "", "Kafka bootstrap brokers for POST /v1/events, comma-separated (empty: intake off, 503)")
+	redisTLS := registerRedisTLS(fs)
+	kafkaSec := registerKafkaFlags(fs)
 	topic := fs.String("topic", streamrec.TopicEvents, "topic POST /v1/events writes to")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "API key required as 'Authorization: Bearer KEY' by POST /v1/events and /v1/inspect/ (empty: none)")
 	fs.DurationVar(&cfg.PollInterval, "snapshot-poll", cfg.PollInterval, "snapshot polling interval beside pub/sub notifications")
@@ -58,29 +60,41 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err := dec.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	if err := kafkaSec.validate(); err != nil {
+		return err
+	}
+	if err := redisTLS.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(env, *level)
 	if err != nil {
 		return err
 	}
 
-	store, err := openStore(ctx, *redisAddr, features.DefaultConfig(), log)
+	store, err := openStore(ctx, *redisAddr, *redisTLS, features.DefaultConfig(), log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	snaps, closeSnaps, err := openServeSnapshots(*redisAddr, *keep, log)
+	snaps, closeSnaps, err := openServeSnapshots(*redisAddr, *redisTLS, *keep, log)
 	if err != nil {
 		return err
 	}
 	defer closeSnaps()
 	var events serve.EventWriter
 	if bl := splitList(*brokers); len(bl) > 0 {
-		kw, err := serve.NewKafkaEvents(bl, *topic)
+		kc, err := kafkaSec.clients(log)
+		if err != nil {
+			return err
+		}
+		defer kc.Close() // after kw.Close, deferred below
+		kw, err := serve.NewKafkaEventsTransport(bl, *topic, kc.Transport)
 		if err != nil {
 			return usagef("%v", err)
 		}
 		defer kw.Close()
 		events = kw
+		kafkaSec.warnProbe(ctx, bl, log)
 	} else {
 		log.Warn().Msg("no --brokers: POST /v1/events answers 503")
 	}
@@ -117,11 +131,11 @@ func runServe(ctx context.Context, args []string, env Env) error {
 
 // openServeSnapshots is the snapshot source: Redis (with a cheap version
 // probe for polling) or an in-process store.
-func openServeSnapshots(redisAddr string, keep int, log zerolog.Logger) (serve.Snapshots, func(), error) {
+func openServeSnapshots(redisAddr string, rt redisTLS, keep int, log zerolog.Logger) (serve.Snapshots, func(), error) {
 	if strings.TrimSpace(redisAddr) == "" {
 		return learner.NewMemorySnapshots(keep), func() {}, nil
 	}
-	client, err := openRedisClient(redisAddr)
+	client, err := openRedisClient(redisAddr, rt)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,7 +16,7 @@ import (
 
 // openStore opens the feature store: the in-memory store when redisAddr is
 // empty, else Redis at redisAddr (see openRedisClient for the forms).
-func openStore(ctx context.Context, redisAddr string, cfg features.Config, log zerolog.Logger) (features.Store, error) {
+func openStore(ctx context.Context, redisAddr string, rt redisTLS, cfg features.Config, log zerolog.Logger) (features.Store, error) {
 	if strings.TrimSpace(redisAddr) == "" {
 		m, err := features.NewMemory(cfg)
 		if err != nil {
@@ -25,7 +25,7 @@ func openStore(ctx context.Context, redisAddr string, cfg features.Config, log z
 		log.Info().Msg("feature store: in memory")
 		return m, nil
 	}
-	c, err := openRedisClient(redisAddr)
+	c, err := openRedisClient(redisAddr, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -51,8 +51,11 @@ func openStore(ctx context.Context, redisAddr string, cfg features.Config, log z
 //   - a comma-separated list of host:port or URLs: a Redis Cluster client;
 //     the first entry's credentials and TLS apply to all nodes.
 //
+// rt (--redis-ca, --redis-cert, --redis-key) adds a private CA and a client
+// certificate to the TLS of rediss:// URLs, and turns TLS on for host:port
+// addresses; with a redis:// URL (explicitly plaintext) it is an error.
 // The client is not connected yet; callers Ping it.
-func openRedisClient(addr string) (redis.UniversalClient, error) {
+func openRedisClient(addr string, rt redisTLS) (redis.UniversalClient, error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
 		return nil, errors.New("redis: empty address")
@@ -64,7 +67,7 @@ func openRedisClient(addr string) (redis.UniversalClient, error) {
 			if a == "" {
 				continue
 			}
-			o, err := parseRedisAddr(a)
+			o, err := parseRedisAddr(a, rt)
 			if err != nil {
 				return nil, err
 			}
@@ -78,31 +81,41 @@ func openRedisClient(addr string) (redis.UniversalClient, error) {
 		}
 		return redis.NewClusterClient(&opts), nil
 	}
-	o, err := parseRedisAddr(addr)
+	o, err := parseRedisAddr(addr, rt)
 	if err != nil {
 		return nil, err
 	}
 	return redis.NewClient(o), nil
 }
 
-func parseRedisAddr(a string) (*redis.Options, error) {
-	if strings.HasPrefix(a, "redis://") || strings.HasPrefix(a, "rediss://") {
-		o, err := redis.ParseURL(a)
-		if err != nil {
+func parseRedisAddr(a string, rt redisTLS) (*redis.Options, error) {
+	var o *redis.Options
+	switch {
+	case strings.HasPrefix(a, "redis://") || strings.HasPrefix(a, "rediss://"):
+		var err error
+		if o, err = redis.ParseURL(a); err != nil {
 			return nil, fmt.Errorf("redis URL %s: %w", redactRedisAddr(a), err)
 		}
 		if o.TLSConfig != nil && o.TLSConfig.MinVersion == 0 {
 			o.TLSConfig.MinVersion = tls.VersionTLS12
 		}
-		return o, nil
-	}
-	if strings.Contains(a, "://") {
+		if rt.enabled() && o.TLSConfig == nil {
+			return nil, usagef("redis URL %s is plaintext (redis://) but --redis-ca/--redis-cert are set: use rediss://", redactRedisAddr(a))
+		}
+	case strings.Contains(a, "://"):
 		return nil, fmt.Errorf("redis address %s: want host:port, redis:// or rediss://", redactRedisAddr(a))
+	default:
+		if !strings.Contains(a, ":") {
+			a += ":6379"
+		}
+		o = &redis.Options{Addr: a}
 	}
-	if !strings.Contains(a, ":") {
-		a += ":6379"
+	tc, err := rt.config(o.TLSConfig)
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
-	return &redis.Options{Addr: a}, nil
+	o.TLSConfig = tc
+	return o, nil
 }
 
 // redactRedisAddr hides a password in a Redis URL for logs and errors.
