@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamrec/streamrec/features"
 	"github.com/streamrec/streamrec/features/redistest"
+	"github.com/streamrec/streamrec/ingest/kafkasec"
 	"github.com/streamrec/streamrec/ingest/kafkasec/kafkasectest"
 	"github.com/streamrec/streamrec/internal/testpki"
 )
@@ -76,6 +77,8 @@ func TestSecurityUsageErrors(t *testing.T) {
 		{[]string{"ingest", "--redis-ca", "/nonexistent/ca.pem"}, nil, "redis CA file: open /nonexistent/ca.pem"},
 		{[]string{"model", "list", "--redis", "127.0.0.1:1", "--redis-cert", pki.ClientCertFile}, nil, "--redis-cert and --redis-key go together"},
 		{[]string{"inspect", "stats", "--redis", "redis://127.0.0.1:1", "--redis-ca", pki.CAFile}, nil, "use rediss://"},
+		{[]string{"broker", "--tls-cert", pki.ServerCertFile}, nil, "TLS needs both a certificate and a key file"},
+		{[]string{"broker", "--sasl-user", "u"}, nil, "SASL needs both a user and a password"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -171,6 +174,49 @@ func TestKafkaSecurityCommands(t *testing.T) {
 	logs += errb.String()
 	if strings.Contains(logs, kafkasectest.Password) || strings.Contains(logs, wrong) {
 		t.Error("a password appears in the output")
+	}
+}
+
+// TestSecuredBrokerCommand: `streamrec broker` with --tls-cert/--tls-key
+// and --sasl-user (password from STREAMREC_SASL_PASSWORD) accepts a client
+// with the CA and the credentials, and refuses a wrong password.
+func TestSecuredBrokerCommand(t *testing.T) {
+	pki := testpki.New(t)
+	env, out, errb := testEnv(map[string]string{"STREAMREC_SASL_PASSWORD": "pw"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	ready := make(chan map[string]string, 1)
+	env.Ready = func(a map[string]string) { ready <- a }
+	go func() {
+		done <- Main(ctx, []string{"broker", "--addr", "127.0.0.1:0", "--tls-cert", pki.ServerCertFile, "--tls-key", pki.ServerKeyFile,
+			"--sasl-user", "dev", "--log-level", "warn"}, env)
+	}()
+	var addr string
+	select {
+	case a := <-ready:
+		addr = a["kafka"]
+	case code := <-done:
+		cancel()
+		t.Fatalf("broker exited with %d: %s", code, errb)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatal("broker never became ready")
+	}
+	good := kafkasec.Config{CAFile: pki.CAFile, SASLMechanism: "scram-sha-512", Username: "dev", Password: "pw"}
+	if err := good.Probe(ctx, []string{addr}, 5*time.Second); err != nil {
+		t.Errorf("probe with the right credentials: %v", err)
+	}
+	bad := good
+	bad.Password = "nope"
+	if err := bad.Probe(ctx, []string{addr}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "SASL Authentication failed") {
+		t.Errorf("probe with a wrong password: %v", err)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("broker exit %d: %s", code, errb)
+	}
+	if strings.TrimSpace(out.String()) != addr {
+		t.Errorf("broker printed %q, want its address %s", out, addr)
 	}
 }
 
