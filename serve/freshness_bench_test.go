@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,9 +46,32 @@ const (
 //     (model-ms, polled every 10 ms). Probes are spaced 0.6–1.8 s apart so
 //     that they fall at every phase of the snapshot interval.
 //
+// A probe waits for the next snapshot, so the model figure is about
+// U(0, interval) plus the snapshot's build, publish and load time: with the
+// 5 s default its p99 is just above 5 s. SERVE_FRESHNESS_SNAPSHOT_EVERY
+// (a duration) sets the interval and SERVE_FRESHNESS_MODEL_PROBES the probe
+// count.
+//
 // Run: go test -run '^$' -bench BenchmarkFreshness -benchtime 1x ./serve/
 func BenchmarkFreshness(b *testing.B) {
-	top := startTopology(b, topoConfig{data: benchData, snapshotInterval: 5 * time.Second, snapshotEvents: 10000})
+	every := 5 * time.Second
+	if v := os.Getenv("SERVE_FRESHNESS_SNAPSHOT_EVERY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("SERVE_FRESHNESS_SNAPSHOT_EVERY=%q: want a positive duration", v)
+		}
+		every = d
+	}
+	probes := modelProbes
+	if v := os.Getenv("SERVE_FRESHNESS_MODEL_PROBES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("SERVE_FRESHNESS_MODEL_PROBES=%q: want a positive count", v)
+		}
+		probes = n
+	}
+	b.Logf("learner --snapshot-every %v,10000; %d model probes", every, probes)
+	top := startTopology(b, topoConfig{data: benchData, snapshotInterval: every, snapshotEvents: 10000})
 	t0 := time.Now()
 	top.publishWarmup(b)
 	warm := top.waitModelCovers(b, top.lastOffsets(), 3*time.Minute)
@@ -69,7 +93,7 @@ func BenchmarkFreshness(b *testing.B) {
 	for range b.N {
 		s, h := measureFeatureFreshness(b, top, featureProbes)
 		store, viaHTTP = append(store, s...), append(viaHTTP, h...)
-		model = append(model, measureModelFreshness(b, top, modelProbes)...)
+		model = append(model, measureModelFreshness(b, top, probes)...)
 	}
 	b.StopTimer()
 	cancel()

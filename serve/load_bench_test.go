@@ -64,7 +64,8 @@ func envDuration(name string, def time.Duration) time.Duration {
 // open-loop generator (serve/loadgen), peak req/s closed-loop (loadgen, and
 // wrk when installed), and the same against a trivial handler on the same
 // machine for the ratio. SERVE_LOAD_DURATION (default 10s) sets each run's
-// length.
+// length; SERVE_LOAD_CACHE_TTL (default the server's, 2s) the answer cache's
+// TTL of the cached server, to see how much of the tail the misses make.
 func BenchmarkServeLoad(b *testing.B) {
 	dir := mlLatestSmall(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -122,7 +123,7 @@ func BenchmarkServeLoad(b *testing.B) {
 		}
 		return srv, "http://" + ln.Addr().String()
 	}
-	srv, base := startServer(DefaultConfig().CacheTTL)
+	srv, base := startServer(envDuration("SERVE_LOAD_CACHE_TTL", DefaultConfig().CacheTTL))
 	_, baseNoCache := startServer(0)
 
 	// Users: every known user, plus 10% unknown ones (cold start).
