@@ -4,8 +4,9 @@
 // clients take: a *kafka.Dialer for readers, consumer groups and direct
 // connections, and a *kafka.Transport for writers.
 //
-// The zero Config is plain TCP without SASL: its Dialer and Transport are
-// kafka-go's defaults (DefaultDialer, DefaultTransport) field for field.
+// The zero Config is plain TCP without SASL: its Dialer and Transport equal
+// kafka-go's defaults (DefaultDialer with the timeout asked for, and
+// DefaultTransport) field for field.
 // Flags and environment variables are parsed in cmd/streamrec; this package
 // only validates and builds.
 package kafkasec
