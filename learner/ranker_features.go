@@ -157,7 +157,8 @@ type Scorer struct {
 	ioffN   float64
 	overlap float64
 
-	x      []float64 // dense features (aliases bot.acts[0])
+	x      []float64            // dense features (aliases bot.acts[0])
+	xu     [rkUserDense]float64 // the user-side entries of x, set once per user by setUser
 	bot    rkMLPScratch
 	topS   rkMLPScratch
 	wideS  rkMLPScratch
@@ -275,6 +276,51 @@ func (sc *Scorer) setUser(u *features.User, ui int32, ts int64, gm float64) {
 	}
 	sc.ui = ui
 	sc.sumHistory()
+	sc.userDense()
+}
+
+// rkUserDense is how many entries of the dense vector depend on the user
+// and the time only (rkUserSlots).
+const rkUserDense = 13
+
+// rkUserSlots are those entries' positions in the dense vector.
+var rkUserSlots = [rkUserDense]int{0, 1, 4, 6, 8, 10, 12, 15, 16, 17, 18, 20, 22}
+
+// userDense computes the user-side entries of the dense vector once, since
+// ScoreItems scores many items for one user at one time.
+func (sc *Scorer) userDense() {
+	var uc features.Counters
+	if sc.u != nil {
+		uc = sc.u.Counters
+	}
+	r := sc.r
+	gm, k, ts := sc.gm, r.cfg.Shrinkage, sc.ts
+	sec := ts / 1000
+	day := sec / 86400
+	if sec < 0 {
+		day--
+	}
+	hour := float64(sec-day*86400) / 3600
+	dow := float64(((day+4)%7 + 7) % 7) // 1970-01-01 was a Thursday
+	off := 0.0
+	if sc.ui >= 0 {
+		off = r.userOff[sc.ui] / (r.userOffN[sc.ui] + k)
+	}
+	sc.xu = [rkUserDense]float64{
+		rkLog1p(float64(uc.Events)) / 5,
+		rkLog1p(float64(uc.Explicit)) / 5,
+		rkRawMean(&uc, gm),
+		rkShrunk(&uc, gm, k),
+		rkShare(uc.Implicit, uc.Events),
+		rkHoursSince(ts, uc.LastTS) / 5,
+		rkHoursSince(ts, uc.FirstTS) / 5,
+		math.Sin(2 * math.Pi * hour / 24),
+		math.Cos(2 * math.Pi * hour / 24),
+		math.Sin(2 * math.Pi * dow / 7),
+		math.Cos(2 * math.Pi * dow / 7),
+		rkBool(uc.Events == 0),
+		off,
+	}
 }
 
 // resolveHistory maps recent item ids to rows (-1: unknown item). The
@@ -420,42 +466,24 @@ func rkBool(b bool) float64 {
 	return 0
 }
 
-// dense fills the dense feature vector from the prepared user and item sides.
+// dense fills the dense feature vector: the user side from sc.xu, the item
+// side from the prepared item.
 func (sc *Scorer) dense() {
-	var uc features.Counters
-	if sc.u != nil {
-		uc = sc.u.Counters
-	}
 	ic := &sc.ic
 	r := sc.r
 	gm, k, ts := sc.gm, r.cfg.Shrinkage, sc.ts
 	x := sc.x
-	x[0] = rkLog1p(float64(uc.Events)) / 5
-	x[1] = rkLog1p(float64(uc.Explicit)) / 5
+	for i, p := range rkUserSlots {
+		x[p] = sc.xu[i]
+	}
 	x[2] = rkLog1p(float64(ic.Events)) / 5
 	x[3] = rkLog1p(float64(ic.Explicit)) / 5
-	x[4] = rkRawMean(&uc, gm)
 	x[5] = rkRawMean(ic, gm)
-	x[6] = rkShrunk(&uc, gm, k)
 	x[7] = rkShrunk(ic, gm, k)
-	x[8] = rkShare(uc.Implicit, uc.Events)
 	x[9] = rkShare(ic.Implicit, ic.Events)
-	x[10] = rkHoursSince(ts, uc.LastTS) / 5
 	x[11] = rkHoursSince(ts, ic.LastTS) / 5
-	x[12] = rkHoursSince(ts, uc.FirstTS) / 5
 	x[13] = rkHoursSince(ts, ic.FirstTS) / 5
 	x[14] = rkLog1p(sc.ipop) / 5
-	sec := ts / 1000
-	day := sec / 86400
-	if sec < 0 {
-		day--
-	}
-	hour := float64(sec-day*86400) / 3600
-	dow := float64(((day+4)%7 + 7) % 7) // 1970-01-01 was a Thursday
-	x[15] = math.Sin(2 * math.Pi * hour / 24)
-	x[16] = math.Cos(2 * math.Pi * hour / 24)
-	x[17] = math.Sin(2 * math.Pi * dow / 7)
-	x[18] = math.Cos(2 * math.Pi * dow / 7)
 	best := int32(0)
 	for _, c := range sc.icats {
 		if int(c) < len(sc.catCount) && sc.catCount[c] > best {
@@ -467,14 +495,11 @@ func (sc *Scorer) dense() {
 		sc.overlap = float64(best) / float64(sc.histN)
 	}
 	x[19] = sc.overlap
-	x[20] = rkBool(uc.Events == 0)
 	x[21] = rkBool(ic.Events == 0)
-	// Offsets: the user's mean deviation from the items' shrunk means and
-	// the item's mean deviation from its raters' shrunk means, both shrunk.
-	x[22], x[23] = 0, 0
-	if sc.ui >= 0 {
-		x[22] = r.userOff[sc.ui] / (r.userOffN[sc.ui] + k)
-	}
+	// Offsets: the user's mean deviation from the items' shrunk means (in
+	// xu) and the item's mean deviation from its raters' shrunk means, both
+	// shrunk.
+	x[23] = 0
 	if sc.ioffN+k > 0 {
 		x[23] = sc.ioff / (sc.ioffN + k)
 	}
