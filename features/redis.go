@@ -89,6 +89,9 @@ type Redis struct {
 	hlArg    string
 	capArg   string
 	perGroup bool
+	// cachedStamps: the client keeps a client-side cache (RESP3 tracking),
+	// so a stamp check reads it locally while the user is unchanged.
+	cachedStamps bool
 }
 
 var _ Store = (*Redis)(nil)
@@ -173,6 +176,10 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, cfg Config, log
 		hlArg:    strconv.FormatInt(cfg.HalfLife.Milliseconds(), 10),
 		capArg:   strconv.Itoa(cfg.RecentCap),
 	}
+	if c, ok := client.(*redis.Client); ok {
+		o := c.Options()
+		r.cachedStamps = o.Protocol == 3 && (o.ClientSideCacheConfig != nil || o.ClientSideCache != nil)
+	}
 	if err := r.loadScripts(ctx); err != nil {
 		return nil, err
 	}
@@ -194,6 +201,23 @@ func (r *Redis) loadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ClientCache returns an option edit that turns on go-redis's client-side
+// cache (RESP3, server-assisted tracking) for up to entries replies. A Redis
+// store over such a client answers the stamp check of an unchanged user
+// (UserStateSince) from memory, with no round trip; Redis invalidates an
+// entry when ingest or the learner writes the user, and go-redis applies
+// the invalidation within its DrainInterval (5 ms). MaxStaleness bounds an
+// entry's life at 1 s in case an invalidation is lost. The serving read is
+// what it is for; writers gain nothing from it.
+func ClientCache(entries int) func(*redis.Options) *redis.Options {
+	return func(o *redis.Options) *redis.Options {
+		c := *o
+		c.Protocol = 3
+		c.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxEntries: entries, MaxStaleness: time.Second}
+		return &c
+	}
 }
 
 // Client is the store's Redis client.
@@ -425,6 +449,58 @@ func (r *Redis) ReadUserStates(ctx context.Context, reads []StateRead) error {
 }
 
 func (r *Redis) readUserStates(ctx context.Context, reads []StateRead) error {
+	if r.cachedStamps {
+		return r.readUserStatesCached(ctx, reads)
+	}
+	return r.readUserStatesScript(ctx, reads)
+}
+
+// readUserStatesCached checks each read's stamp with two cacheable reads
+// (HGET of the counters, GETRANGE of the vector header): while the user is
+// unchanged the client-side cache answers them without a round trip, and
+// Redis's invalidation evicts them when the user changes. Reads whose stamp
+// differs get the whole state from the script, atomically.
+func (r *Redis) readUserStatesCached(ctx context.Context, reads []StateRead) error {
+	var stale []int
+	for i := range reads {
+		rd := &reads[i]
+		if rd.Since != "" {
+			k := UserKey(rd.ID)
+			s, err := r.c.HGet(ctx, k, fieldStats).Result()
+			var vh string
+			if err == nil {
+				vh, err = r.c.GetRange(ctx, k+":vec", 0, 7).Result()
+			}
+			if err == nil && Stamp(s+vh) == rd.Since {
+				rd.State, rd.Changed, rd.Err = UserState{}, false, nil
+				continue
+			}
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+		}
+		stale = append(stale, i)
+	}
+	if len(stale) == len(reads) {
+		return r.readUserStatesScript(ctx, reads)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	sub := make([]StateRead, len(stale))
+	for j, i := range stale {
+		sub[j] = reads[i]
+	}
+	if err := r.readUserStatesScript(ctx, sub); err != nil {
+		return err
+	}
+	for j, i := range stale {
+		reads[i] = sub[j]
+	}
+	return nil
+}
+
+func (r *Redis) readUserStatesScript(ctx context.Context, reads []StateRead) error {
 	p := r.c.Pipeline()
 	cmds := make([]*redis.Cmd, len(reads))
 	for i := range reads {

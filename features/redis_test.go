@@ -2,11 +2,14 @@ package features_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
 	"github.com/streamrec/streamrec/features/redistest"
 )
@@ -73,5 +76,93 @@ func TestRedisOutageRetry(t *testing.T) {
 		if err != nil || a.Counters != b.Counters {
 			t.Errorf("user %s after outage = %+v (%v), want %+v", e.User, b.Counters, err, a.Counters)
 		}
+	}
+}
+
+// TestRedisClientCacheStamps: over a client with the client-side cache, an
+// unchanged user's stamp check is answered from memory (Redis sees no new
+// reads), and a write by another client (as ingest and the learner are)
+// reaches the reader through Redis's invalidation.
+func TestRedisClientCacheStamps(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	writer, err := features.NewRedis(ctx, srv.Client(t), features.DefaultConfig(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := features.NewRedis(ctx, srv.Client(t, features.ClientCache(1024)), features.DefaultConfig(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(item string, off int64) streamrec.Event {
+		return streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: item,
+			TS: 1700000000000 + off, Pos: streamrec.Position{Topic: "t", Offset: off}}
+	}
+	if _, err := writer.Apply(ctx, []streamrec.Event{ev("a", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	st, changed, err := reader.UserStateSince(ctx, "u", "")
+	if err != nil || !changed || !st.Known {
+		t.Fatalf("first read: %+v, %v, %v", st, changed, err)
+	}
+	reads := func() int64 { // HGET and GETRANGE calls Redis has served
+		var n int64
+		for _, c := range []string{"hget", "getrange"} {
+			info, err := admin.Do(ctx, "INFO", "commandstats").Text()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rest, ok := strings.Cut(info, "cmdstat_"+c+":calls=")
+			if ok {
+				v, _ := strconv.ParseInt(rest[:strings.IndexAny(rest, ",\r\n")], 10, 64)
+				n += v
+			}
+		}
+		return n
+	}
+	if _, changed, err := reader.UserStateSince(ctx, "u", st.Stamp); err != nil || changed {
+		t.Fatalf("unchanged user: changed %v, %v", changed, err)
+	}
+	before := reads()
+	for range 100 {
+		if _, changed, err := reader.UserStateSince(ctx, "u", st.Stamp); err != nil || changed {
+			t.Fatalf("unchanged user: changed %v, %v", changed, err)
+		}
+	}
+	if n := reads() - before; n != 0 {
+		t.Errorf("100 stamp checks of an unchanged user made %d reads in Redis, want 0 (client cache)", n)
+	}
+	// Writes by other clients: the reader sees each within the cache's
+	// staleness bound (MaxStaleness, 1 s; invalidations normally take ms).
+	waitChanged := func(what string, since features.Stamp) features.UserState {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for {
+			st, changed, err := reader.UserStateSince(ctx, "u", since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not seen through the client cache within 1 s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if _, err := writer.Apply(ctx, []streamrec.Event{ev("b", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	st2 := waitChanged("a new event", st.Stamp)
+	if st2.User.Events != 2 || len(st2.Seen) != 2 {
+		t.Errorf("after the event: %+v", st2)
+	}
+	if err := writer.PutUserVectors(ctx, 9, map[string][]float32{"u": {1}}); err != nil {
+		t.Fatal(err)
+	}
+	if st3 := waitChanged("a vector write", st2.Stamp); st3.User.VectorVersion != 9 {
+		t.Errorf("after the vector write: %+v", st3)
 	}
 }

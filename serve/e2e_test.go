@@ -140,7 +140,9 @@ func startTopology(tb testing.TB, tc topoConfig) *topology {
 	// Serve (as `streamrec serve --redis --brokers`), with the version probe.
 	slog := log.With().Str("component", "serve").Logger()
 	sclient := rs.Client(tb)
-	serveStore, err := features.NewRedis(ctx, sclient, features.DefaultConfig(), slog)
+	// The store's client has the client-side cache, as `streamrec serve`
+	// gives it by default; snapshots come over a plain one.
+	serveStore, err := features.NewRedis(ctx, rs.Client(tb, features.ClientCache(1<<20)), features.DefaultConfig(), slog)
 	if err != nil {
 		cancel()
 		tb.Fatalf("serve store: %v", err)

@@ -202,13 +202,24 @@ func newTestServer(t *testing.T, srv *Server) string {
 // snapshots), stops Redis mid-load and restarts it: every answer is 200,
 // answers turn degraded while Redis is down, and personalised answers
 // come back after.
+// With the client-side cache (serve's default) the same must hold: an
+// outage drops the cached entries with their connections.
 func TestRedisDownDuringLoad(t *testing.T) {
+	t.Run("plain-client", func(t *testing.T) { redisDownDuringLoad(t, false) })
+	t.Run("client-cache", func(t *testing.T) { redisDownDuringLoad(t, true) })
+}
+
+func redisDownDuringLoad(t *testing.T, clientCache bool) {
 	rs := redistest.Start(t)
 	client := rs.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d, blobs := sharedSnapshots(t)
-	store, err := features.NewRedis(ctx, client, features.DefaultConfig(), zerolog.Nop())
+	storeClient := client
+	if clientCache {
+		storeClient = rs.Client(t, features.ClientCache(1<<16))
+	}
+	store, err := features.NewRedis(ctx, storeClient, features.DefaultConfig(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

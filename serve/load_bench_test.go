@@ -81,7 +81,15 @@ func BenchmarkServeLoad(b *testing.B) {
 
 	rs := redistest.Start(b)
 	client := rs.Client(b)
-	store, err := features.NewRedis(ctx, client, features.DefaultConfig(), zerolog.Nop())
+	// The serving store's client has the client-side cache as `streamrec
+	// serve` gives it by default (--redis-client-cache); SERVE_LOAD_CLIENT_CACHE=0
+	// measures without it (every stamp check a round trip).
+	storeClient := client
+	if os.Getenv("SERVE_LOAD_CLIENT_CACHE") != "0" {
+		storeClient = rs.Client(b, features.ClientCache(1<<20))
+	}
+	b.Logf("redis client-side cache: %v", storeClient != client)
+	store, err := features.NewRedis(ctx, storeClient, features.DefaultConfig(), zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -21,25 +24,36 @@ import (
 // user is read at once: the item just seen leaves the answer.
 func TestUserViewsFollowTheStore(t *testing.T) {
 	ctx := context.Background()
-	stores := map[string]func(t *testing.T) features.Store{
-		"memory": func(t *testing.T) features.Store {
+	redisStore := func(t *testing.T, rs *redistest.Server, edit ...func(*redis.Options) *redis.Options) features.Store {
+		r, err := features.NewRedis(ctx, rs.Client(t, edit...), features.DefaultConfig(), zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Each opener returns the store the server reads and the one events are
+	// written to (another client, as ingest is), and whether a write reaches
+	// the reader only eventually (the client cache's invalidation).
+	stores := map[string]func(t *testing.T) (read, write features.Store, eventual bool){
+		"memory": func(t *testing.T) (features.Store, features.Store, bool) {
 			m, err := features.NewMemory(features.DefaultConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
-			return m
+			return m, m, false
 		},
-		"redis": func(t *testing.T) features.Store {
-			r, err := features.NewRedis(ctx, redistest.Start(t).Client(t), features.DefaultConfig(), zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return r
+		"redis": func(t *testing.T) (features.Store, features.Store, bool) {
+			rs := redistest.Start(t)
+			return redisStore(t, rs), redisStore(t, rs), false
+		},
+		"redis-client-cache": func(t *testing.T) (features.Store, features.Store, bool) {
+			rs := redistest.Start(t)
+			return redisStore(t, rs, features.ClientCache(1024)), redisStore(t, rs), true
 		},
 	}
 	for name, open := range stores {
 		t.Run(name, func(t *testing.T) {
-			store := open(t)
+			store, writer, eventual := open(t)
 			cfg := DefaultConfig()
 			cfg.CacheTTL = 0 // the model runs on every request, on the view it gets
 			srv, err := New(cfg, Deps{Features: store, Snapshots: &fakeSnapshots{}, Decode: decodeFake,
@@ -56,7 +70,7 @@ func TestUserViewsFollowTheStore(t *testing.T) {
 				ev := streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: item, TS: 1700000000000 + off,
 					Pos: streamrec.Position{Topic: "t", Offset: off}}
 				off++
-				if _, err := store.Apply(ctx, []streamrec.Event{ev}); err != nil {
+				if _, err := writer.Apply(ctx, []streamrec.Event{ev}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -86,7 +100,15 @@ func TestUserViewsFollowTheStore(t *testing.T) {
 				t.Errorf("state reads: %v current, %v changed; want 1 and 1", c, n)
 			}
 			view("i2")
-			if got := recs(); !slices.Equal(got, []string{"i3", "i4", "i5"}) {
+			// With the client cache the event arrives by invalidation, within
+			// its 1 s staleness bound (typically a few ms).
+			deadline := time.Now().Add(time.Second)
+			got := recs()
+			for eventual && !slices.Equal(got, []string{"i3", "i4", "i5"}) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+				got = recs()
+			}
+			if !slices.Equal(got, []string{"i3", "i4", "i5"}) {
 				t.Fatalf("after viewing i2: %v (a kept view hid the new event)", got)
 			}
 			if n := reads("changed"); n != 2 {

@@ -56,7 +56,7 @@ func runIngest(ctx context.Context, args []string, env Env) error {
 	}
 	defer kc.Close()
 	cfg.Dialer, cfg.Transport = kc.Dialer, kc.Transport
-	store, err := openStore(ctx, *redisAddr, *redisTLS, features.DefaultConfig(), log)
+	store, err := openStore(ctx, *redisAddr, *redisTLS, 0, features.DefaultConfig(), log)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ func runEmbedded(ctx context.Context, rc runConfig, env Env, log zerolog.Logger)
 
 	fcfg := features.DefaultConfig()
 	fcfg.RecentCap = rc.stream.Learner.RecentCap
-	store, err := openStore(ctx, rc.redis, rc.redisTLS, fcfg, log)
+	store, err := openStore(ctx, rc.redis, rc.redisTLS, 0, fcfg, log)
 	if err != nil {
 		return err
 	}

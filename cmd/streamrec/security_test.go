@@ -283,7 +283,7 @@ func TestRedisTLSCommands(t *testing.T) {
 	defer cancel()
 	ca := redisTLS{CAFile: pki.CAFile}
 	for _, addr := range []string{srv.URL(), "rediss://:pw@localhost:" + strings.Split(srv.Addr(), ":")[1]} {
-		s, err := openStore(ctx, addr, ca, features.DefaultConfig(), zerolog.Nop())
+		s, err := openStore(ctx, addr, ca, 0, features.DefaultConfig(), zerolog.Nop())
 		if err != nil {
 			t.Fatalf("openStore %s with --redis-ca: %v", redactRedisAddr(addr), err)
 		}
@@ -292,7 +292,7 @@ func TestRedisTLSCommands(t *testing.T) {
 		}
 		s.Close()
 	}
-	if _, err := openStore(ctx, srv.URL(), redisTLS{}, features.DefaultConfig(), zerolog.Nop()); err == nil ||
+	if _, err := openStore(ctx, srv.URL(), redisTLS{}, 0, features.DefaultConfig(), zerolog.Nop()); err == nil ||
 		!strings.Contains(err.Error(), "certificate signed by unknown authority") {
 		t.Errorf("openStore without --redis-ca: %v, want an unknown-authority error", err)
 	}
@@ -311,10 +311,10 @@ func TestRedisTLSCommands(t *testing.T) {
 	msrv := redistest.StartOptions(t, redistest.Options{TLS: &mutual})
 	host := msrv.Addr() // host:port: the TLS flags turn TLS on
 	if _, err := openStore(ctx, host, redisTLS{CAFile: pki.CAFile, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile},
-		features.DefaultConfig(), zerolog.Nop()); err != nil {
+		0, features.DefaultConfig(), zerolog.Nop()); err != nil {
 		t.Errorf("openStore with a client certificate: %v", err)
 	}
-	if _, err := openStore(ctx, host, ca, features.DefaultConfig(), zerolog.Nop()); err == nil {
+	if _, err := openStore(ctx, host, ca, 0, features.DefaultConfig(), zerolog.Nop()); err == nil {
 		t.Error("openStore without a client certificate succeeded on a server that requires one")
 	}
 }

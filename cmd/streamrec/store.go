@@ -16,7 +16,9 @@ import (
 
 // openStore opens the feature store: the in-memory store when redisAddr is
 // empty, else Redis at redisAddr (see openRedisClient for the forms).
-func openStore(ctx context.Context, redisAddr string, rt redisTLS, cfg features.Config, log zerolog.Logger) (features.Store, error) {
+// clientCache > 0 gives a single-node Redis client a client-side cache of
+// that many replies (features.ClientCache; the serving read's stamp checks).
+func openStore(ctx context.Context, redisAddr string, rt redisTLS, clientCache int, cfg features.Config, log zerolog.Logger) (features.Store, error) {
 	if strings.TrimSpace(redisAddr) == "" {
 		m, err := features.NewMemory(cfg)
 		if err != nil {
@@ -28,6 +30,14 @@ func openStore(ctx context.Context, redisAddr string, rt redisTLS, cfg features.
 	c, err := openRedisClient(redisAddr, rt)
 	if err != nil {
 		return nil, err
+	}
+	if single, ok := c.(*redis.Client); ok && clientCache > 0 {
+		o := features.ClientCache(clientCache)(single.Options())
+		_ = single.Close()
+		c = redis.NewClient(o)
+		log.Info().Int("entries", clientCache).Msg("redis client-side cache on")
+	} else if clientCache > 0 {
+		log.Info().Msg("redis client-side cache is for single-node Redis; off for a cluster")
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

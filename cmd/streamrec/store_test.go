@@ -67,7 +67,7 @@ func TestOpenRedisClient(t *testing.T) {
 func TestOpenStore(t *testing.T) {
 	ctx := context.Background()
 	cfg := features.DefaultConfig()
-	s, err := openStore(ctx, "", redisTLS{}, cfg, zerolog.Nop())
+	s, err := openStore(ctx, "", redisTLS{}, 0, cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestOpenStore(t *testing.T) {
 		t.Errorf("empty address: %T, want *features.Memory", s)
 	}
 	srv := redistest.StartOptions(t, redistest.Options{Password: "pw"})
-	s, err = openStore(ctx, srv.URL(), redisTLS{}, cfg, zerolog.Nop())
+	s, err = openStore(ctx, srv.URL(), redisTLS{}, 0, cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestOpenStore(t *testing.T) {
 	if _, err := s.Global(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openStore(ctx, srv.Addr(), redisTLS{}, cfg, zerolog.Nop()); err == nil {
+	if _, err := openStore(ctx, srv.Addr(), redisTLS{}, 0, cfg, zerolog.Nop()); err == nil {
 		t.Error("no password: no error")
 	}
 }

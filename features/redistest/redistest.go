@@ -172,10 +172,15 @@ var errNoTLS = errors.New("redis-server was built without TLS support (BUILD_TLS
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.dir }
 
-// Client returns a client of the server, closed when the test ends.
-func (s *Server) Client(tb testing.TB) *redis.Client {
+// Client returns a client of the server, closed when the test ends; each
+// of edit (if any) may change its options first.
+func (s *Server) Client(tb testing.TB, edit ...func(*redis.Options) *redis.Options) *redis.Client {
 	tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.opts.Password, TLSConfig: s.ClientTLS()})
+	o := &redis.Options{Addr: s.Addr(), Password: s.opts.Password, TLSConfig: s.ClientTLS()}
+	for _, e := range edit {
+		o = e(o)
+	}
+	c := redis.NewClient(o)
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
 }
