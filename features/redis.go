@@ -11,6 +11,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,9 +90,9 @@ type Redis struct {
 	hlArg    string
 	capArg   string
 	perGroup bool
-	// cachedStamps: the client keeps a client-side cache (RESP3 tracking),
-	// so a stamp check reads it locally while the user is unchanged.
-	cachedStamps bool
+	// tracker, when the client's client-side cache is a Tracker, tells
+	// which users are unchanged since their last read without a round trip.
+	tracker *Tracker
 }
 
 var _ Store = (*Redis)(nil)
@@ -177,8 +178,9 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, cfg Config, log
 		capArg:   strconv.Itoa(cfg.RecentCap),
 	}
 	if c, ok := client.(*redis.Client); ok {
-		o := c.Options()
-		r.cachedStamps = o.Protocol == 3 && (o.ClientSideCacheConfig != nil || o.ClientSideCache != nil)
+		if t, ok := c.Options().ClientSideCache.(*Tracker); ok && c.Options().Protocol == 3 {
+			r.tracker = t
+		}
 	}
 	if err := r.loadScripts(ctx); err != nil {
 		return nil, err
@@ -201,23 +203,6 @@ func (r *Redis) loadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// ClientCache returns an option edit that turns on go-redis's client-side
-// cache (RESP3, server-assisted tracking) for up to entries replies. A Redis
-// store over such a client answers the stamp check of an unchanged user
-// (UserStateSince) from memory, with no round trip; Redis invalidates an
-// entry when ingest or the learner writes the user, and go-redis applies
-// the invalidation within its DrainInterval (5 ms). MaxStaleness bounds an
-// entry's life at 1 s in case an invalidation is lost. The serving read is
-// what it is for; writers gain nothing from it.
-func ClientCache(entries int) func(*redis.Options) *redis.Options {
-	return func(o *redis.Options) *redis.Options {
-		c := *o
-		c.Protocol = 3
-		c.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxEntries: entries, MaxStaleness: time.Second}
-		return &c
-	}
 }
 
 // Client is the store's Redis client.
@@ -449,53 +434,70 @@ func (r *Redis) ReadUserStates(ctx context.Context, reads []StateRead) error {
 }
 
 func (r *Redis) readUserStates(ctx context.Context, reads []StateRead) error {
-	if r.cachedStamps {
-		return r.readUserStatesCached(ctx, reads)
+	if r.tracker != nil {
+		return r.readUserStatesTracked(ctx, reads)
 	}
 	return r.readUserStatesScript(ctx, reads)
 }
 
-// readUserStatesCached checks each read's stamp with two cacheable reads
-// (HGET of the counters, GETRANGE of the vector header): while the user is
-// unchanged the client-side cache answers them without a round trip, and
-// Redis's invalidation evicts them when the user changes. Reads whose stamp
-// differs get the whole state from the script, atomically.
-func (r *Redis) readUserStatesCached(ctx context.Context, reads []StateRead) error {
+// readUserStatesTracked answers the reads of users the tracker knows
+// current without Redis, and the others with the script in one pipeline,
+// telling the tracker what each read found.
+func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) error {
+	type mark struct {
+		seq, epoch uint64
+		at         time.Time
+	}
 	var stale []int
+	var marks []mark
 	for i := range reads {
 		rd := &reads[i]
-		if rd.Since != "" {
-			k := UserKey(rd.ID)
-			s, err := r.c.HGet(ctx, k, fieldStats).Result()
-			var vh string
-			if err == nil {
-				vh, err = r.c.GetRange(ctx, k+":vec", 0, 7).Result()
-			}
-			if err == nil && Stamp(s+vh) == rd.Since {
-				rd.State, rd.Changed, rd.Err = UserState{}, false, nil
-				continue
-			}
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
+		k := UserKey(rd.ID)
+		if r.tracker.current(k, rd.Since) { // "" is current for a user still unknown
+			rd.State, rd.Changed, rd.Err = UserState{}, false, nil
+			continue
 		}
-		stale = append(stale, i)
-	}
-	if len(stale) == len(reads) {
-		return r.readUserStatesScript(ctx, reads)
+		seq, epoch, at := r.tracker.readStarted(k)
+		stale, marks = append(stale, i), append(marks, mark{seq, epoch, at})
 	}
 	if len(stale) == 0 {
 		return nil
 	}
-	sub := make([]StateRead, len(stale))
+	// Single commands, not a pipeline: go-redis turns tracking on for its
+	// main pool only, and only what a tracked connection reads is
+	// invalidated. Several stale reads go out side by side.
+	errs := make([]error, len(stale))
+	var wg sync.WaitGroup
 	for j, i := range stale {
-		sub[j] = reads[i]
+		read := func() {
+			rd := &reads[i]
+			k := UserKey(rd.ID)
+			cmd := r.c.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(rd.Since))
+			if errs[j] = cmd.Err(); errs[j] != nil {
+				return
+			}
+			rd.State, rd.Changed, rd.Err = decodeUserState(rd.ID, rd.Since, cmd.Val())
+			if rd.Err != nil {
+				rd.Err = fmt.Errorf("features: redis: user %q: %w", rd.ID, rd.Err)
+				return
+			}
+			stamp := rd.Since // the script answered "unchanged"
+			if rd.Changed {
+				stamp = rd.State.Stamp
+			}
+			r.tracker.readDone(k, stamp, marks[j].seq, marks[j].epoch, marks[j].at)
+		}
+		if len(stale) == 1 {
+			read()
+		} else {
+			wg.Go(read)
+		}
 	}
-	if err := r.readUserStatesScript(ctx, sub); err != nil {
-		return err
-	}
-	for j, i := range stale {
-		reads[i] = sub[j]
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err // a redis.Error as it is, so NOSCRIPT is recognised
+		}
 	}
 	return nil
 }

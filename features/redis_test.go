@@ -99,16 +99,25 @@ func TestRedisClientCacheStamps(t *testing.T) {
 		return streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: item,
 			TS: 1700000000000 + off, Pos: streamrec.Position{Topic: "t", Offset: off}}
 	}
+	// A user read while unknown is seen when their first event arrives.
+	if st, changed, err := reader.UserStateSince(ctx, "u", ""); err != nil || changed || st.Known {
+		t.Fatalf("unknown user: %+v, %v, %v", st, changed, err)
+	}
 	if _, err := writer.Apply(ctx, []streamrec.Event{ev("a", 0)}); err != nil {
 		t.Fatal(err)
 	}
+	deadline := time.Now().Add(time.Second)
 	st, changed, err := reader.UserStateSince(ctx, "u", "")
+	for err == nil && !changed && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		st, changed, err = reader.UserStateSince(ctx, "u", "")
+	}
 	if err != nil || !changed || !st.Known {
 		t.Fatalf("first read: %+v, %v, %v", st, changed, err)
 	}
-	reads := func() int64 { // HGET and GETRANGE calls Redis has served
+	reads := func() int64 { // script calls Redis has served
 		var n int64
-		for _, c := range []string{"hget", "getrange"} {
+		for _, c := range []string{"evalsha", "hget"} {
 			info, err := admin.Do(ctx, "INFO", "commandstats").Text()
 			if err != nil {
 				t.Fatal(err)
@@ -131,7 +140,7 @@ func TestRedisClientCacheStamps(t *testing.T) {
 		}
 	}
 	if n := reads() - before; n != 0 {
-		t.Errorf("100 stamp checks of an unchanged user made %d reads in Redis, want 0 (client cache)", n)
+		t.Errorf("100 stamp checks of an unchanged user made %d reads in Redis, want 0 (tracked)", n)
 	}
 	// Writes by other clients: the reader sees each within the cache's
 	// staleness bound (MaxStaleness, 1 s; invalidations normally take ms).
@@ -162,7 +171,18 @@ func TestRedisClientCacheStamps(t *testing.T) {
 	if err := writer.PutUserVectors(ctx, 9, map[string][]float32{"u": {1}}); err != nil {
 		t.Fatal(err)
 	}
-	if st3 := waitChanged("a vector write", st2.Stamp); st3.User.VectorVersion != 9 {
+	st3 := waitChanged("a vector write", st2.Stamp)
+	if st3.User.VectorVersion != 9 {
 		t.Errorf("after the vector write: %+v", st3)
+	}
+	// A script cache flushed under the reader: the next read reloads it.
+	if _, err := writer.Apply(ctx, []streamrec.Event{ev("c", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st4 := waitChanged("an event after SCRIPT FLUSH", st3.Stamp); st4.User.Events != 3 {
+		t.Errorf("after SCRIPT FLUSH: %+v", st4)
 	}
 }
