@@ -31,7 +31,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	topic := fs.String("topic", streamrec.TopicEvents, "topic POST /v1/events writes to")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "API key required as 'Authorization: Bearer KEY' by POST /v1/events and /v1/inspect/ (empty: none)")
 	fs.DurationVar(&cfg.PollInterval, "snapshot-poll", cfg.PollInterval, "snapshot polling interval beside pub/sub notifications")
-	clientCache := fs.Int("redis-client-cache", 1<<18, "replies the Redis client caches in memory (two per served user; RESP3 tracking; single-node Redis), so an unchanged user's stamp check costs no round trip (0: off)")
+	clientCache := fs.Int("redis-client-cache", 1<<18, "users whose state the Redis client tracks through server-assisted client-side caching (RESP3; single-node Redis): an unchanged user costs no round trip (0: off)")
 	keep := fs.Int("snapshot-keep", learner.DefaultConfig().SnapshotKeep, "snapshots kept for rollback (in-memory store only)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest request body")
 	fs.IntVar(&cfg.MaxN, "max-n", cfg.MaxN, "largest n and rank list")

@@ -16,8 +16,8 @@ import (
 
 // openStore opens the feature store: the in-memory store when redisAddr is
 // empty, else Redis at redisAddr (see openRedisClient for the forms).
-// clientCache > 0 gives a single-node Redis client a client-side cache of
-// that many replies (features.ClientCache; the serving read's stamp checks).
+// clientCache > 0 gives a single-node Redis client a features.Tracker for
+// that many users (the serving read: an unchanged user costs no round trip).
 func openStore(ctx context.Context, redisAddr string, rt redisTLS, clientCache int, cfg features.Config, log zerolog.Logger) (features.Store, error) {
 	if strings.TrimSpace(redisAddr) == "" {
 		m, err := features.NewMemory(cfg)
@@ -35,9 +35,9 @@ func openStore(ctx context.Context, redisAddr string, rt redisTLS, clientCache i
 		o := features.ClientCache(clientCache)(single.Options())
 		_ = single.Close()
 		c = redis.NewClient(o)
-		log.Info().Int("entries", clientCache).Msg("redis client-side cache on")
+		log.Info().Int("users", clientCache).Msg("redis client-side caching on (tracked users)")
 	} else if clientCache > 0 {
-		log.Info().Msg("redis client-side cache is for single-node Redis; off for a cluster")
+		log.Info().Msg("redis client-side caching is for single-node Redis; off for a cluster")
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
