@@ -36,8 +36,12 @@ type StreamConfig struct {
 	// Group is the consumer group (its committed offsets follow the
 	// snapshots, but a restart resumes from the newest snapshot's offsets).
 	Group string
-	// SnapshotInterval and SnapshotEvents: a snapshot is taken after this
-	// much wall time or this many events, whichever comes first.
+	// SnapshotInterval and SnapshotEvents: a snapshot is published once
+	// the oldest event it would add was trained this long ago, or once this
+	// many events wait, whichever comes first. The checkpoint begins early
+	// by its last duration and 5% of the interval (the servers' load), so
+	// that under steady traffic an event is served within the interval;
+	// without events no snapshot is taken.
 	SnapshotInterval time.Duration
 	SnapshotEvents   int64
 	// Models are trained and snapshotted; the first drives the guardrail
@@ -216,9 +220,11 @@ type StreamLearner struct {
 
 	mu        sync.Mutex // guards everything below (training vs. status readers)
 	tr        *Trainer
-	version   int64 // newest published (or restored) version
-	since     int64 // events since the last snapshot
-	lastSnap  time.Time
+	version   int64         // newest published (or restored) version
+	since     int64         // events since the last snapshot
+	pending   time.Time     // when the oldest of those was trained
+	lastSnap  time.Time     // when the last checkpoint began
+	lastDur   time.Duration // how long it took to build and publish
 	heldBack  int64
 	lastInfo  SnapshotInfo
 	published int64
@@ -308,6 +314,9 @@ func (l *StreamLearner) Resume(ctx context.Context) (bool, error) {
 func (l *StreamLearner) Train(ev *streamrec.Event) {
 	l.mu.Lock()
 	l.tr.Process(ev)
+	if l.since == 0 {
+		l.pending = l.cfg.Now()
+	}
 	l.since++
 	l.mu.Unlock()
 }
@@ -347,8 +356,24 @@ func (l *StreamLearner) due() bool {
 	if l.since == 0 {
 		return false
 	}
-	return (l.cfg.SnapshotEvents > 0 && l.since >= l.cfg.SnapshotEvents) ||
-		(l.cfg.SnapshotInterval > 0 && l.cfg.Now().Sub(l.lastSnap) >= l.cfg.SnapshotInterval)
+	if l.cfg.SnapshotEvents > 0 && l.since >= l.cfg.SnapshotEvents {
+		return true
+	}
+	if l.cfg.SnapshotInterval <= 0 {
+		return false
+	}
+	wait := snapshotWait(l.cfg.SnapshotInterval, l.lastDur)
+	now := l.cfg.Now()
+	return now.Sub(l.pending) >= wait && now.Sub(l.lastSnap) >= wait
+}
+
+// snapshotWait is how long the oldest untrained-into-a-snapshot event may
+// wait before a checkpoint begins, so that it is published within interval
+// of being trained: interval less the last checkpoint's duration and 5% for
+// the servers to fetch and load the snapshot, but never below half the
+// interval (a slow checkpoint must not make them back to back).
+func snapshotWait(interval, lastDur time.Duration) time.Duration {
+	return max(interval-lastDur-interval/20, interval/2)
 }
 
 // Checkpoint takes a snapshot of everything trained so far and publishes it
@@ -389,7 +414,8 @@ func (l *StreamLearner) Checkpoint(ctx context.Context) (SnapshotInfo, bool, err
 		l.met.publishErrors.Inc()
 		return SnapshotInfo{}, false, fmt.Errorf("checkpoint: %w", err)
 	}
-	l.version, l.since, l.lastInfo = version, 0, info
+	l.lastDur = l.cfg.Now().Sub(now)
+	l.version, l.since, l.pending, l.lastInfo = version, 0, time.Time{}, info
 	// The published model becomes the frozen serving model; the paired
 	// windows restart on the events that follow.
 	if err := l.tr.FreezeServing(version, blob); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 	"github.com/streamrec/streamrec"
@@ -380,3 +381,55 @@ func BenchmarkTrainerTwoStageNoGuard(b *testing.B)       { benchGuard(b, false, 
 func BenchmarkTrainerTwoStageFrozenGuard(b *testing.B)   { benchGuard(b, true, 1<<30) }
 func BenchmarkTrainerTwoStageHRNoGuard(b *testing.B)     { benchGuard(b, false, 10) }
 func BenchmarkTrainerTwoStageHRFrozenGuard(b *testing.B) { benchGuard(b, true, 10) }
+
+// TestSnapshotSchedule: a snapshot is due once the oldest event waiting for
+// one has waited the interval less the last checkpoint's duration and a 5%
+// allowance for the servers (never less than half the interval), and never
+// without events.
+func TestSnapshotSchedule(t *testing.T) {
+	for _, tc := range []struct {
+		interval, lastDur, want time.Duration
+	}{
+		{5 * time.Second, 0, 4750 * time.Millisecond},
+		{5 * time.Second, 300 * time.Millisecond, 4450 * time.Millisecond},
+		{5 * time.Second, 4 * time.Second, 2500 * time.Millisecond},
+		{100 * time.Millisecond, 0, 95 * time.Millisecond},
+	} {
+		if got := snapshotWait(tc.interval, tc.lastDur); got != tc.want {
+			t.Errorf("snapshotWait(%v, %v) = %v, want %v", tc.interval, tc.lastDur, got, tc.want)
+		}
+	}
+
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := DefaultStreamConfig()
+	cfg.Brokers = []string{"unused:9092"}
+	cfg.ItemsTopic = ""
+	cfg.SnapshotEvents = 1 << 40
+	cfg.Models = []string{"pop"}
+	cfg.Now = func() time.Time { return now }
+	l, err := NewStreamLearner(cfg, nil, NewMemorySnapshots(3), prometheus.NewRegistry(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if l.due() {
+		t.Fatal("due without events")
+	}
+	l.Train(&streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: "i", TS: now.UnixMilli()})
+	now = now.Add(4700 * time.Millisecond)
+	l.Train(&streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: "j", TS: now.UnixMilli()})
+	if l.due() {
+		t.Fatal("due 4.7 s after the first waiting event (wait 4.75 s)")
+	}
+	now = now.Add(50 * time.Millisecond)
+	if !l.due() {
+		t.Fatal("not due 4.75 s after the first waiting event")
+	}
+	if _, ok, err := l.Checkpoint(context.Background()); err != nil || !ok {
+		t.Fatalf("checkpoint: %v %v", ok, err)
+	}
+	now = now.Add(time.Hour)
+	if l.due() {
+		t.Fatal("due with nothing new since the snapshot")
+	}
+}
