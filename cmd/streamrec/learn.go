@@ -44,7 +44,7 @@ func runLearn(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&sc.Topic, "topic", sc.Topic, "events topic")
 	fs.StringVar(&sc.ItemsTopic, "items-topic", sc.ItemsTopic, "item metadata topic (empty: none)")
 	fs.StringVar(&sc.Group, "group", sc.Group, "consumer group")
-	every := fs.String("snapshot-every", "5s,10000", "publish a snapshot after DURATION of wall time or COUNT events, whichever first (DURATION,COUNT, DURATION or COUNT)")
+	every := fs.String("snapshot-every", "5s,10000", "publish a snapshot so that no trained event waits longer than DURATION to be served (the checkpoint starts early by its last duration and 5%), or once COUNT events wait (DURATION,COUNT, DURATION or COUNT)")
 	configPath := fs.String("config", "", "learner config file (JSON, as written by streamrec tune)")
 	seed := fs.Int64("seed", -1, "random seed (overrides the config's; -1: keep)")
 	models := fs.String("models", strings.Join(sc.Models, ","), "models to train; the first is served and guarded ("+strings.Join(learner.Names(), ", ")+")")

@@ -56,7 +56,7 @@ func runRun(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&rc.demoData, "demo-data", "synthetic:users=500,items=1000,events=200000,seed=1", "data spec the demo producer publishes")
 	fs.Float64Var(&rc.demoRate, "demo-rate", 500, "demo events per second")
 	fs.StringVar(&rc.apiKey, "api-key", "", "API key for write and admin endpoints (empty: none)")
-	every := fs.String("snapshot-every", "5s,10000", "publish a model snapshot after DURATION or COUNT events")
+	every := fs.String("snapshot-every", "5s,10000", "publish a model snapshot so that no event waits longer than DURATION to be served, or once COUNT events wait")
 	configPath := fs.String("config", "", "learner config file (JSON, as written by streamrec tune)")
 	seed := fs.Int64("seed", -1, "random seed (overrides the config's; -1: keep)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
