@@ -22,8 +22,10 @@ import (
 //
 // A user is current when the state last read had the caller's stamp, no
 // invalidation of the user arrived since that read began, no connection was
-// lost since, and the read is younger than maxAge (the backstop for an
-// invalidation lost some other way). So UserStateSince costs no round trip
+// lost since, and the read is younger than trackMaxAge: a backstop only, for
+// an invalidation lost some way we do not know of (a lost connection, a
+// flush and Redis's own tracking-table evictions are all reported), kept
+// long enough that re-checks stay rare on the serving path. So UserStateSince costs no round trip
 // for a current user and one script call otherwise: never more than the one
 // round trip the serving read is allowed.
 type Tracker struct {
@@ -40,7 +42,10 @@ type Tracker struct {
 	}
 }
 
-const trackShards = 64
+const (
+	trackShards = 64
+	trackMaxAge = 30 * time.Second
+)
 
 type tracked struct {
 	stamp    Stamp
@@ -55,7 +60,7 @@ type tracked struct {
 func NewTracker(users int) *Tracker {
 	t := &Tracker{
 		LocalCache: redis.NewLocalCache(redis.CacheConfig{MaxEntries: users, MaxStaleness: time.Second}),
-		maxAge:     time.Second,
+		maxAge:     trackMaxAge,
 		perShard:   max(users/trackShards, 1),
 		seed:       maphash.MakeSeed(),
 	}
