@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,7 +66,10 @@ func envDuration(name string, def time.Duration) time.Duration {
 // wrk when installed), and the same against a trivial handler on the same
 // machine for the ratio. SERVE_LOAD_DURATION (default 10s) sets each run's
 // length; SERVE_LOAD_CACHE_TTL (default the server's, 2s) the answer cache's
-// TTL of the cached server, to see how much of the tail the misses make.
+// TTL of the cached server, to see how much of the tail the misses make;
+// SERVE_LOAD_ROUNDS (default 1) repeats the serve and trivial open-loop runs
+// alternately and reports the median p99, since one 10-second run on a
+// shared machine is at the mercy of whatever else runs then.
 func BenchmarkServeLoad(b *testing.B) {
 	dir := mlLatestSmall(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -223,11 +227,27 @@ func BenchmarkServeLoad(b *testing.B) {
 		}
 		return res
 	}
-	res := openRun("serve", serveURL)
+	// SERVE_LOAD_ROUNDS alternates the serve and trivial open-loop runs that
+	// many times, so that both see the same machine; the metrics report the
+	// median round's p99.
+	rounds := 1
+	if v, err := strconv.Atoi(os.Getenv("SERVE_LOAD_ROUNDS")); err == nil && v > 1 {
+		rounds = v
+	}
+	var res, tres *loadgen.Result
+	var serveP99, trivialP99 []time.Duration
+	for range rounds {
+		res = openRun("serve", serveURL)
+		tres = openRun("trivial", trivialURL)
+		serveP99 = append(serveP99, res.Latency.Quantile(0.99))
+		trivialP99 = append(trivialP99, tres.Latency.Quantile(0.99))
+	}
+	slices.Sort(serveP99)
+	slices.Sort(trivialP99)
+	b.Logf("open loop p99 over %d round(s): serve %v, trivial %v", rounds, serveP99, trivialP99)
 	hits0 := testutilCounter(srv.metrics.cacheHit)
 	misses0 := testutilCounter(srv.metrics.cacheMiss)
 	b.Logf("serve cache: %.0f hits, %.0f misses so far", hits0, misses0)
-	tres := openRun("trivial", trivialURL)
 	nres := openRun("serve, no cache", noCacheURL)
 
 	peak, _ := loadgen.Closed(ctx, 32, runDur/2, serveURL)
@@ -243,9 +263,9 @@ func BenchmarkServeLoad(b *testing.B) {
 
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	b.ReportMetric(ms(res.Latency.Quantile(0.5)), "p50_ms")
-	b.ReportMetric(ms(res.Latency.Quantile(0.99)), "p99_ms")
+	b.ReportMetric(ms(serveP99[len(serveP99)/2]), "p99_ms")
 	b.ReportMetric(ms(res.Latency.Quantile(0.999)), "p999_ms")
-	b.ReportMetric(ms(tres.Latency.Quantile(0.99)), "trivial_p99_ms")
+	b.ReportMetric(ms(trivialP99[len(trivialP99)/2]), "trivial_p99_ms")
 	b.ReportMetric(ms(nres.Latency.Quantile(0.99)), "nocache_p99_ms")
 	b.ReportMetric(peak.Throughput(), "peak_go_rps")
 	b.ReportMetric(tpeak.Throughput(), "trivial_peak_go_rps")
