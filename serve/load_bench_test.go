@@ -237,7 +237,9 @@ func BenchmarkServeLoad(b *testing.B) {
 	var res, tres *loadgen.Result
 	var serveP99, trivialP99 []time.Duration
 	for range rounds {
+		runtime.GC() // start each run from a collected heap (the set-up above leaves garbage)
 		res = openRun("serve", serveURL)
+		runtime.GC()
 		tres = openRun("trivial", trivialURL)
 		serveP99 = append(serveP99, res.Latency.Quantile(0.99))
 		trivialP99 = append(trivialP99, tres.Latency.Quantile(0.99))
@@ -248,6 +250,7 @@ func BenchmarkServeLoad(b *testing.B) {
 	hits0 := testutilCounter(srv.metrics.cacheHit)
 	misses0 := testutilCounter(srv.metrics.cacheMiss)
 	b.Logf("serve cache: %.0f hits, %.0f misses so far", hits0, misses0)
+	runtime.GC()
 	nres := openRun("serve, no cache", noCacheURL)
 
 	peak, _ := loadgen.Closed(ctx, 32, runDur/2, serveURL)
