@@ -444,12 +444,8 @@ func (r *Redis) readUserStates(ctx context.Context, reads []StateRead) error {
 // current without Redis, and the others with the script in one pipeline,
 // telling the tracker what each read found.
 func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) error {
-	type mark struct {
-		seq, epoch uint64
-		at         time.Time
-	}
 	var stale []int
-	var marks []mark
+	var marks []readMark
 	for i := range reads {
 		rd := &reads[i]
 		k := UserKey(rd.ID)
@@ -457,8 +453,7 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 			rd.State, rd.Changed, rd.Err = UserState{}, false, nil
 			continue
 		}
-		seq, epoch, at := r.tracker.readStarted(k)
-		stale, marks = append(stale, i), append(marks, mark{seq, epoch, at})
+		stale, marks = append(stale, i), append(marks, r.tracker.readStarted(k))
 	}
 	if len(stale) == 0 {
 		return nil
@@ -485,7 +480,7 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 			if rd.Changed {
 				stamp = rd.State.Stamp
 			}
-			r.tracker.readDone(k, stamp, marks[j].seq, marks[j].epoch, marks[j].at)
+			r.tracker.readDone(k, stamp, marks[j])
 		}
 		if len(stale) == 1 {
 			read()

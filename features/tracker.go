@@ -105,33 +105,44 @@ func (t *Tracker) current(key string, stamp Stamp) bool {
 	return ok
 }
 
-// readStarted returns the mark a read of the user begins at; the entry it
-// makes records invalidations that arrive while the read is in flight.
-func (t *Tracker) readStarted(key string) (seq, epoch uint64, at time.Time) {
-	seq, epoch, at = t.seq.Load(), t.epoch.Load(), time.Now()
+// readMark is where a read of a user began: the counters then, and the
+// entry that records invalidations while it is in flight.
+type readMark struct {
+	seq, epoch uint64
+	at         time.Time
+	entry      *tracked
+}
+
+// readStarted marks the start of a read of the user of hash key.
+func (t *Tracker) readStarted(key string) readMark {
+	m := readMark{seq: t.seq.Load(), epoch: t.epoch.Load(), at: time.Now()}
 	s := t.shard(key)
 	s.mu.Lock()
-	if _, ok := s.m[key]; !ok {
+	e, ok := s.m[key]
+	if !ok {
 		if len(s.m) >= t.perShard {
 			for k := range s.m { // evict one arbitrary user: it is read again next time
 				delete(s.m, k)
 				break
 			}
 		}
-		s.m[key] = &tracked{}
+		e = &tracked{}
+		s.m[key] = e
 	}
+	m.entry = e
 	s.mu.Unlock()
-	return seq, epoch, at
+	return m
 }
 
-// readDone records the stamp a read begun at (seq, epoch, at) found; it
-// counts as current only if nothing invalidated the user meanwhile.
-func (t *Tracker) readDone(key string, stamp Stamp, seq, epoch uint64, at time.Time) {
+// readDone records the stamp a read begun at m found. It counts as current
+// only if nothing invalidated the user meanwhile, which the entry knows only
+// if it stayed in the map all along (an evicted one missed invalidations).
+func (t *Tracker) readDone(key string, stamp Stamp, m readMark) {
 	s := t.shard(key)
 	s.mu.Lock()
-	if e := s.m[key]; e != nil {
-		e.stamp, e.readAt, e.epoch = stamp, at, epoch
-		e.valid = e.invalSeq <= seq && t.epoch.Load() == epoch
+	if e := s.m[key]; e != nil && e == m.entry {
+		e.stamp, e.readAt, e.epoch = stamp, m.at, m.epoch
+		e.valid = e.invalSeq <= m.seq && t.epoch.Load() == m.epoch
 	}
 	s.mu.Unlock()
 }
