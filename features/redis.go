@@ -416,6 +416,8 @@ func (r *Redis) UserStateSince(ctx context.Context, id string, since Stamp) (Use
 // ReadUserStates runs lua/user.lua for every read in one pipeline (on a
 // cluster client, go-redis sends each node its share), so concurrent
 // requests can share the round trip and Redis reads them with one syscall.
+// Over a client with a Tracker, the reads of users it knows current are
+// answered at once and the others go out as single calls side by side.
 func (r *Redis) ReadUserStates(ctx context.Context, reads []StateRead) error {
 	err := r.readUserStates(ctx, reads)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -441,11 +443,15 @@ func (r *Redis) readUserStates(ctx context.Context, reads []StateRead) error {
 }
 
 // readUserStatesTracked answers the reads of users the tracker knows
-// current without Redis, and the others with the script in one pipeline,
-// telling the tracker what each read found.
+// current without Redis, and the others with the script, telling the
+// tracker what each read found.
 func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) error {
-	var stale []int
-	var marks []readMark
+	type staleRead struct {
+		i    int
+		key  string
+		mark readMark
+	}
+	var stale []staleRead
 	for i := range reads {
 		rd := &reads[i]
 		k := UserKey(rd.ID)
@@ -453,7 +459,7 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 			rd.State, rd.Changed, rd.Err = UserState{}, false, nil
 			continue
 		}
-		stale, marks = append(stale, i), append(marks, r.tracker.readStarted(k))
+		stale = append(stale, staleRead{i, k, r.tracker.readStarted(k)})
 	}
 	if len(stale) == 0 {
 		return nil
@@ -463,10 +469,9 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 	// invalidated. Several stale reads go out side by side.
 	errs := make([]error, len(stale))
 	var wg sync.WaitGroup
-	for j, i := range stale {
+	for j, sr := range stale {
 		read := func() {
-			rd := &reads[i]
-			k := UserKey(rd.ID)
+			rd, k := &reads[sr.i], sr.key
 			cmd := r.c.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(rd.Since))
 			if errs[j] = cmd.Err(); errs[j] != nil {
 				return
@@ -480,7 +485,7 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 			if rd.Changed {
 				stamp = rd.State.Stamp
 			}
-			r.tracker.readDone(k, stamp, marks[j])
+			r.tracker.readDone(k, stamp, sr.mark)
 		}
 		if len(stale) == 1 {
 			read()
