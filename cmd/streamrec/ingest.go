@@ -40,10 +40,7 @@ func runIngest(ctx context.Context, args []string, env Env) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	if err := kafkaSec.validate(); err != nil {
-		return err
-	}
-	if err := redisTLS.validate(); err != nil {
+	if err := validateAll(kafkaSec, redisTLS); err != nil {
 		return err
 	}
 	log, err := newLogger(env, *level)

@@ -80,10 +80,7 @@ func runLearn(ctx context.Context, args []string, env Env) error {
 	if err := sc.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	if err := kafkaSec.validate(); err != nil {
-		return err
-	}
-	if err := redisTLS.validate(); err != nil {
+	if err := validateAll(kafkaSec, redisTLS); err != nil {
 		return err
 	}
 	log, err := newLogger(env, *level)

@@ -36,6 +36,19 @@ func registerKafkaFlags(fs *flag.FlagSet) *kafkaFlags {
 	return k
 }
 
+// validator is a group of flags a subcommand checks before it starts.
+type validator interface{ validate() error }
+
+// validateAll checks groups in order and returns the first problem.
+func validateAll(groups ...validator) error {
+	for _, g := range groups {
+		if err := g.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // validate checks the flags; problems are usage errors.
 func (k *kafkaFlags) validate() error {
 	if err := k.cfg.Validate(); err != nil {

@@ -61,10 +61,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	if err := dec.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	if err := kafkaSec.validate(); err != nil {
-		return err
-	}
-	if err := redisTLS.validate(); err != nil {
+	if err := validateAll(kafkaSec, redisTLS); err != nil {
 		return err
 	}
 	log, err := newLogger(env, *level)
