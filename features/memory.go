@@ -466,10 +466,29 @@ func (m *Memory) ReadUserStates(ctx context.Context, reads []StateRead) error {
 	return nil
 }
 
+// UserCurrent reports whether stamp is the user's current stamp (for an
+// unknown user, ""), without allocating.
+func (m *Memory) UserCurrent(id string, stamp Stamp) bool {
+	now := m.cfg.Now().UnixNano()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mu, ok := m.users[id]
+	if !ok || mu.c.Events == 0 || m.expired(mu, now) {
+		return stamp == ""
+	}
+	b := m.stampBytes(mu, now)
+	return string(b[:]) == string(stamp)
+}
+
 // stamp packs what changes with every write of u: the event count and write
 // time (events, recent, seen) and the vector's write time, version and
 // liveness (it expires on its own clock).
 func (m *Memory) stamp(u *memUser, now int64) Stamp {
+	b := m.stampBytes(u, now)
+	return Stamp(b[:])
+}
+
+func (m *Memory) stampBytes(u *memUser, now int64) [33]byte {
 	var b [33]byte
 	binary.LittleEndian.PutUint64(b[0:], uint64(u.c.Events))
 	binary.LittleEndian.PutUint64(b[8:], uint64(u.written))
@@ -478,7 +497,7 @@ func (m *Memory) stamp(u *memUser, now int64) Stamp {
 	if len(u.vec) > 0 && now-u.vecWritten <= int64(m.cfg.UserTTL) {
 		b[32] = 1
 	}
-	return Stamp(b[:])
+	return b
 }
 
 // Seen reports whether user has interacted with each of items.

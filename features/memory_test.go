@@ -217,3 +217,21 @@ func TestMemoryStateDeterministic(t *testing.T) {
 		t.Fatal("the same events gave different state bytes")
 	}
 }
+
+// TestMemoryUserCurrent: the stamp just read is current, for free.
+func TestMemoryUserCurrent(t *testing.T) {
+	ctx := context.Background()
+	m := mustMemory(t, features.DefaultConfig())
+	ev := streamrec.Event{Type: "view", Kind: streamrec.Implicit, Weight: 1, User: "u", Item: "i", TS: 1700000000000,
+		Pos: streamrec.Position{Topic: "t", Offset: 0}}
+	if _, err := m.Apply(ctx, []streamrec.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := m.UserStateSince(ctx, "u", "")
+	if err != nil || !m.UserCurrent("u", st.Stamp) || !m.UserCurrent("nobody", "") {
+		t.Fatalf("UserCurrent after a read: %v", err)
+	}
+	if n := testing.AllocsPerRun(100, func() { m.UserCurrent("u", st.Stamp) }); n != 0 {
+		t.Errorf("UserCurrent allocates %v times", n)
+	}
+}

@@ -442,24 +442,32 @@ func (r *Redis) readUserStates(ctx context.Context, reads []StateRead) error {
 	return r.readUserStatesScript(ctx, reads)
 }
 
+// UserCurrent reports, without I/O, whether the user's state is known to be
+// the one with stamp still: over a client with a Tracker, when Redis has
+// not invalidated the user since the read that found it. False means "ask
+// UserStateSince", not "changed".
+func (r *Redis) UserCurrent(id string, stamp Stamp) bool {
+	return r.tracker != nil && r.tracker.current(escapeID(id), stamp)
+}
+
 // readUserStatesTracked answers the reads of users the tracker knows
 // current without Redis, and the others with the script, telling the
 // tracker what each read found.
 func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) error {
 	type staleRead struct {
 		i    int
-		key  string
+		key  string // escaped id
 		mark readMark
 	}
 	var stale []staleRead
 	for i := range reads {
 		rd := &reads[i]
-		k := UserKey(rd.ID)
-		if r.tracker.current(k, rd.Since) { // "" is current for a user still unknown
+		esc := escapeID(rd.ID)
+		if r.tracker.current(esc, rd.Since) { // "" is current for a user still unknown
 			rd.State, rd.Changed, rd.Err = UserState{}, false, nil
 			continue
 		}
-		stale = append(stale, staleRead{i, k, r.tracker.readStarted(k)})
+		stale = append(stale, staleRead{i, esc, r.tracker.readStarted(esc)})
 	}
 	if len(stale) == 0 {
 		return nil
@@ -471,7 +479,7 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 	var wg sync.WaitGroup
 	for j, sr := range stale {
 		read := func() {
-			rd, k := &reads[sr.i], sr.key
+			rd, k := &reads[sr.i], "sr:{u:"+sr.key+"}"
 			cmd := r.c.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(rd.Since))
 			if errs[j] = cmd.Err(); errs[j] != nil {
 				return
@@ -485,7 +493,7 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 			if rd.Changed {
 				stamp = rd.State.Stamp
 			}
-			r.tracker.readDone(k, stamp, sr.mark)
+			r.tracker.readDone(sr.key, stamp, sr.mark)
 		}
 		if len(stale) == 1 {
 			read()

@@ -38,7 +38,7 @@ type Tracker struct {
 	epoch    atomic.Uint64 // counts connection losses and flushes
 	shards   [trackShards]struct {
 		mu sync.Mutex
-		m  map[string]*tracked // by user hash key
+		m  map[string]*tracked // by escaped user id (escapeID), as in the keys
 	}
 }
 
@@ -95,7 +95,7 @@ func (t *Tracker) shard(key string) *struct {
 	return &t.shards[maphash.String(t.seed, key)%trackShards]
 }
 
-// current reports whether the user of hash key has the state with stamp.
+// current reports whether the user (escaped id) has the state with stamp.
 func (t *Tracker) current(key string, stamp Stamp) bool {
 	s := t.shard(key)
 	s.mu.Lock()
@@ -113,7 +113,7 @@ type readMark struct {
 	entry      *tracked
 }
 
-// readStarted marks the start of a read of the user of hash key.
+// readStarted marks the start of a read of the user (escaped id).
 func (t *Tracker) readStarted(key string) readMark {
 	m := readMark{seq: t.seq.Load(), epoch: t.epoch.Load(), at: time.Now()}
 	s := t.shard(key)
@@ -150,9 +150,11 @@ func (t *Tracker) readDone(key string, stamp Stamp, m readMark) {
 // DeleteByRedisKey is go-redis applying an invalidation: the key's user (if
 // it is a user key) is no longer current.
 func (t *Tracker) DeleteByRedisKey(redisKey string) int {
-	if i := strings.Index(redisKey, "sr:{u:"); i >= 0 {
-		if j := strings.IndexByte(redisKey[i:], '}'); j > 0 {
-			key := redisKey[i : i+j+1]
+	const prefix = "sr:{u:"
+	if i := strings.Index(redisKey, prefix); i >= 0 {
+		rest := redisKey[i+len(prefix):]
+		if j := strings.IndexByte(rest, '}'); j >= 0 {
+			key := rest[:j]
 			seq := t.seq.Add(1)
 			s := t.shard(key)
 			s.mu.Lock()

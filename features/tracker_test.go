@@ -11,7 +11,7 @@ import (
 // evicted meanwhile, does not count as current.
 func TestTrackerCurrent(t *testing.T) {
 	tr := NewTracker(1 << 10)
-	u := UserKey("u")
+	u := "u" // the tracker keys users by escaped id
 	read := func(key string, stamp Stamp) {
 		tr.readDone(key, stamp, tr.readStarted(key))
 	}
@@ -24,7 +24,7 @@ func TestTrackerCurrent(t *testing.T) {
 	}
 	for _, suffix := range []string{"", ":recent", ":seen", ":vec"} {
 		read(u, "s1")
-		tr.DeleteByRedisKey("0:default:" + u + suffix) // go-redis's namespace prefix
+		tr.DeleteByRedisKey("0:default:" + UserKey(u) + suffix) // go-redis's namespace prefix
 		if tr.current(u, "s1") {
 			t.Errorf("still current after an invalidation of %s%s", u, suffix)
 		}
@@ -36,7 +36,7 @@ func TestTrackerCurrent(t *testing.T) {
 	}
 	// An invalidation while the read is in flight: the read may predate the write.
 	m := tr.readStarted(u)
-	tr.DeleteByRedisKey(u + ":seen")
+	tr.DeleteByRedisKey(UserKey(u) + ":seen")
 	tr.readDone(u, "s2", m)
 	if tr.current(u, "s2") {
 		t.Error("a read overtaken by an invalidation counts as current")
@@ -51,11 +51,18 @@ func TestTrackerCurrent(t *testing.T) {
 	if tr.current(u, "s2") {
 		t.Error("current after a flush")
 	}
+	// Ids with hash-tag characters are escaped in keys; invalidations find them.
+	odd := escapeID("a}b{c%")
+	read(odd, "s1")
+	tr.DeleteByRedisKey(UserKey("a}b{c%") + ":vec")
+	if tr.current(odd, "s1") {
+		t.Error("an invalidation of an escaped id's key missed the user")
+	}
 	// A read whose entry was evicted while in flight missed invalidations.
 	small := NewTracker(1) // one user per shard
 	var a, b string
 	for i := 0; b == ""; i++ {
-		k := UserKey("x" + strconv.Itoa(i))
+		k := "x" + strconv.Itoa(i)
 		switch {
 		case a == "":
 			a = k
@@ -65,7 +72,7 @@ func TestTrackerCurrent(t *testing.T) {
 	}
 	m = small.readStarted(a)
 	small.readStarted(b) // evicts a's entry
-	small.DeleteByRedisKey(a)
+	small.DeleteByRedisKey(UserKey(a))
 	small.readStarted(a) // a new entry, blind to that invalidation
 	small.readDone(a, "old", m)
 	if small.current(a, "old") {

@@ -24,6 +24,13 @@ type Features interface {
 	Popular(ctx context.Context, n int, category string, ts int64) ([]streamrec.Scored, error)
 }
 
+// currentChecker is optionally met by Features (both feature stores do):
+// it tells without I/O that a kept user state is still current, so such a
+// request skips the read, its deadline and the batching.
+type currentChecker interface {
+	UserCurrent(id string, stamp features.Stamp) bool
+}
+
 // Snapshots is where serve finds model snapshots (learner's snapshot stores
 // meet it).
 type Snapshots interface {

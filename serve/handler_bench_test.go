@@ -29,6 +29,10 @@ func (s *staticFeatures) UserStateSince(_ context.Context, _ string, since featu
 	return features.UserState{User: s.u, Seen: s.seen, Stamp: "static", Known: true}, true, nil
 }
 
+// UserCurrent is true of the one stamp it gives, as a store that saw no
+// new events says.
+func (s *staticFeatures) UserCurrent(_ string, stamp features.Stamp) bool { return stamp == "static" }
+
 func (s *staticFeatures) Popular(context.Context, int, string, int64) ([]streamrec.Scored, error) {
 	return nil, nil
 }

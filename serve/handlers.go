@@ -123,6 +123,10 @@ func (s *Server) userView(ctx context.Context, id string) (*userView, error) {
 	if s.views != nil {
 		if old = s.views.get(id); old != nil {
 			since = old.stamp
+			if s.current != nil && s.current.UserCurrent(id, since) {
+				s.metrics.stateSame.Inc()
+				return old, nil
+			}
 		}
 	}
 	st, changed, err := s.readState(ctx, id, since)

@@ -33,9 +33,10 @@ type Server struct {
 	decode  DecodeFunc
 	metrics *metrics
 	breaker *breaker
-	cache   *recCache  // nil when disabled
-	views   *userViews // nil when disabled
-	batcher *coalescer // nil when disabled or the store cannot batch
+	cache   *recCache      // nil when disabled
+	views   *userViews     // nil when disabled
+	batcher *coalescer     // nil when disabled or the store cannot batch
+	current currentChecker // nil when the store cannot tell without I/O
 	cur     atomic.Pointer[loaded]
 	handler http.Handler
 	routes  []route
@@ -96,6 +97,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.UserCacheItems > 0 {
 		s.views = newUserViews(cfg.UserCacheItems)
+	}
+	if cc, ok := deps.Features.(currentChecker); ok && cfg.UserCacheItems > 0 {
+		s.current = cc
 	}
 	if br, ok := deps.Features.(batchReader); ok && cfg.FeatureBatches > 0 {
 		s.batcher = newCoalescer(br, cfg.FeatureTimeout, cfg.FeatureBatches, 256)

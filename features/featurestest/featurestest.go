@@ -296,7 +296,19 @@ func testUserStateSince(t *testing.T, s *suite) {
 	if _, changed := since("u", us1.Stamp); changed {
 		t.Error("a redelivered event changed the state")
 	}
+	// UserCurrent (optional: a store that can tell without I/O) may say
+	// "current" only of the current stamp.
+	type currentChecker interface {
+		UserCurrent(id string, stamp features.Stamp) bool
+	}
+	cc, hasCurrent := st.(currentChecker)
+	if hasCurrent && (cc.UserCurrent("u", "not a stamp") || cc.UserCurrent("nobody", "x")) {
+		t.Error("UserCurrent holds for a stamp that is not the user's")
+	}
 	apply(t, st, Ev("u", "c", streamrec.Implicit, 0, T0+2, 0, 2))
+	if hasCurrent && cc.UserCurrent("u", us1.Stamp) {
+		t.Error("UserCurrent holds for the stamp before a new event")
+	}
 	us2, changed := since("u", us1.Stamp)
 	if !changed || us2.Stamp == us1.Stamp || !slices.Contains(us2.Seen, "c") || us2.User.Events != 3 {
 		t.Fatalf("after a new event: %+v changed %v", us2, changed)
