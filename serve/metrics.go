@@ -74,7 +74,7 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss).",
 		}, []string{"result"}),
 		userState: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamrec_serve_user_state_reads_total", Help: "Feature-store reads of a user's state by result: current (the kept view was up to date; a stamp check only) or changed (the whole state was read).",
+			Name: "streamrec_serve_user_state_reads_total", Help: "Feature-store reads of a user's state by result: current (the kept view was up to date, known without a read or from a stamp check) or changed (the whole state was read).",
 		}, []string{"result"}),
 		observers: map[routeStatus]routeObs{},
 	}
