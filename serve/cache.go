@@ -28,6 +28,11 @@ type recKey struct {
 type recEntry struct {
 	items   []streamrec.Scored
 	expires int64 // unix nanos
+	// refreshAt (unix nanos, in the TTL's last quarter): the first hit from
+	// then on asks for the answer to be recomputed in the background, so an
+	// answer asked for often is renewed before it expires instead of being
+	// recomputed on a request's path. The entry never outlives expires.
+	refreshAt int64
 }
 
 const cacheShards = 64
@@ -55,8 +60,9 @@ func (c *recCache) shard(k *recKey) int {
 	return int(maphash.String(c.seed, k.user) % cacheShards)
 }
 
-// get appends the cached items for k to dst.
-func (c *recCache) get(k *recKey, now int64, dst []streamrec.Scored) ([]streamrec.Scored, bool) {
+// get appends the cached items for k to dst; refresh is true for the one
+// hit that should renew the entry (see recEntry.refreshAt).
+func (c *recCache) get(k *recKey, now int64, dst []streamrec.Scored) (items []streamrec.Scored, hit, refresh bool) {
 	s := &c.shards[c.shard(k)]
 	s.mu.Lock()
 	e, ok := s.m[*k]
@@ -66,13 +72,19 @@ func (c *recCache) get(k *recKey, now int64, dst []streamrec.Scored) ([]streamre
 	}
 	if ok {
 		dst = append(dst, e.items...)
+		if now >= e.refreshAt {
+			refresh = true
+			e.refreshAt = e.expires // asked once
+			s.m[*k] = e
+		}
 	}
 	s.mu.Unlock()
-	return dst, ok
+	return dst, ok, refresh
 }
 
 func (c *recCache) put(k *recKey, now int64, items []streamrec.Scored) {
-	e := recEntry{items: append([]streamrec.Scored(nil), items...), expires: now + int64(c.ttl)}
+	ttl := int64(c.ttl)
+	e := recEntry{items: append([]streamrec.Scored(nil), items...), expires: now + ttl, refreshAt: now + ttl - ttl/4}
 	s := &c.shards[c.shard(k)]
 	s.mu.Lock()
 	if len(s.m) >= c.perShard {

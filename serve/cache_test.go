@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +67,52 @@ func TestRecommendationCache(t *testing.T) {
 	f.load(t, 2, 20)
 	if r := decode[recResp](t, get(p)); r.ModelVersion != 2 || r.Items[0].Score != 2 {
 		t.Fatalf("after a swap: %+v", r)
+	}
+}
+
+// TestRecommendationCacheRefresh: a hit in the TTL's last quarter renews
+// the answer in the background, so the next request after the original
+// expiry is still a hit; the model ran twice, neither time on a request.
+func TestRecommendationCacheRefresh(t *testing.T) {
+	var now atomic.Int64 // unix nanos; the renewal reads the clock from its own goroutine
+	now.Store(time.Unix(1700000000, 0).UnixNano())
+	f := newFixture(t, func(c *Config, d *Deps) {
+		d.Now = func() time.Time { return time.Unix(0, now.Load()) }
+		c.CacheTTL = time.Second
+	})
+	f.load(t, 1, 20)
+	calls := func() int64 { return f.srv.cur.Load().model.(*fakeModel).calls.Load() }
+	const p = "/v1/users/u1/recommendations?n=3"
+	get := func() {
+		t.Helper()
+		if status, body := f.do(t, "GET", p, ""); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	get() // miss: the model runs
+	now.Add(int64(800 * time.Millisecond))
+	get() // hit in the last quarter: renewal in the background
+	deadline := time.Now().Add(5 * time.Second)
+	for calls() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if calls() != 2 {
+		t.Fatalf("%d model calls after a hit in the TTL's last quarter, want 2 (one renewal)", calls())
+	}
+	if r := testutil.ToFloat64(f.srv.metrics.cacheRefresh); r != 1 {
+		t.Errorf("refreshes %v, want 1", r)
+	}
+	for len(f.srv.refreshes) > 0 && time.Now().Before(deadline) { // released after the renewal's put
+		time.Sleep(time.Millisecond)
+	}
+	now.Add(int64(500 * time.Millisecond)) // past the first answer's expiry, within the renewed one's
+	get()
+	if calls() != 2 || testutil.ToFloat64(f.srv.metrics.cacheMiss) != 1 {
+		t.Errorf("after the first expiry: %d model calls, %v misses; want 2 and 1 (the renewed answer)",
+			calls(), testutil.ToFloat64(f.srv.metrics.cacheMiss))
+	}
+	if r := testutil.ToFloat64(f.srv.metrics.cacheRefresh); r != 1 {
+		t.Errorf("refreshes %v, want 1 (the renewed answer is not yet in its last quarter)", r)
 	}
 }
 

@@ -43,7 +43,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// CacheTTL keeps a recommendation answer for reuse while the model
 	// version and the user's features (event count, last event, vector) are
-	// unchanged, for at most this long; 0 disables the cache.
+	// unchanged, for at most this long; 0 disables the cache. A hit in the
+	// TTL's last quarter renews the answer in the background (at most
+	// maxRefreshes at once), so a user asked for often does not wait for
+	// the model when it expires.
 	CacheTTL time.Duration
 	// CacheSize bounds the cached answers.
 	CacheSize int
@@ -58,6 +61,9 @@ type Config struct {
 	// round trip.
 	FeatureBatches int
 }
+
+// maxRefreshes bounds the cached answers renewed in the background at once.
+const maxRefreshes = 2
 
 // DefaultConfig returns the defaults of product.md §5.
 func DefaultConfig() Config {

@@ -246,12 +246,15 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 			u := &view.user // shared and immutable: the model only reads it
 			key := recKey{version: version, user: user, events: u.Events, lastTS: u.LastTS,
 				vecVer: u.VectorVersion, n: n, category: category, exclude: excludeSeen}
-			hit := false
+			hit, refresh := false, false
 			if s.cache != nil {
-				if items, hit = s.cache.get(&key, s.now().UnixNano(), st.scored[:0]); hit {
+				if items, hit, refresh = s.cache.get(&key, s.now().UnixNano(), st.scored[:0]); hit {
 					s.metrics.cacheHit.Inc()
 				} else {
 					s.metrics.cacheMiss.Inc()
+				}
+				if refresh {
+					s.refreshAnswer(key, model, view)
 				}
 			}
 			if !hit {
@@ -284,6 +287,27 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 	b = append(b, "}\n"...)
 	*bp = b
 	return writeJSON(w, http.StatusOK, b)
+}
+
+// refreshAnswer recomputes a cached answer in the background (the hit that
+// asked for it was answered from the cache), at most maxRefreshes at once:
+// when all are busy the entry expires and the next request computes it.
+func (s *Server) refreshAnswer(key recKey, model Model, view *userView) {
+	select {
+	case s.refreshes <- struct{}{}:
+	default:
+		return
+	}
+	s.metrics.cacheRefresh.Inc()
+	go func() {
+		defer func() { <-s.refreshes }()
+		q := learner.Query{User: &view.user, Category: key.category, TS: s.now().UnixMilli()}
+		if key.exclude && view.exclude != nil {
+			q.Exclude = view.exclude
+		}
+		items := model.Recommend(&q, key.n, nil)
+		s.cache.put(&key, s.now().UnixNano(), items)
+	}()
 }
 
 // appendItems appends scored items with their titles and categories (empty

@@ -20,9 +20,11 @@ type metrics struct {
 	cache     *prometheus.CounterVec
 	cacheHit  prometheus.Counter
 	cacheMiss prometheus.Counter
-	userState *prometheus.CounterVec
-	stateSame prometheus.Counter
-	stateNew  prometheus.Counter
+	// cacheRefresh counts hits that started a background renewal.
+	cacheRefresh prometheus.Counter
+	userState    *prometheus.CounterVec
+	stateSame    prometheus.Counter
+	stateNew     prometheus.Counter
 
 	// Observers are resolved once per (route, status) so the hot path does
 	// no label hashing.
@@ -71,7 +73,7 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 			Name: "streamrec_serve_feature_breaker_open", Help: "1 while the feature-store breaker is open (answers degraded without trying Redis).",
 		}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss).",
+			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss; refresh: a hit in the answer's last quarter of TTL that started its renewal in the background).",
 		}, []string{"result"}),
 		userState: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamrec_serve_user_state_reads_total", Help: "Feature-store reads of a user's state by result: current (the kept view was up to date, known without a read or from a stamp check) or changed (the whole state was read).",
@@ -79,6 +81,7 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 		observers: map[routeStatus]routeObs{},
 	}
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	m.cacheRefresh = m.cache.WithLabelValues("refresh")
 	m.stateSame, m.stateNew = m.userState.WithLabelValues("current"), m.userState.WithLabelValues("changed")
 	age1 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "streamrec_serve_snapshot_age_seconds", Help: "Age of the serving snapshot since the learner created it (0 when none).",

@@ -33,13 +33,15 @@ type Server struct {
 	decode  DecodeFunc
 	metrics *metrics
 	breaker *breaker
-	cache   *recCache      // nil when disabled
-	views   *userViews     // nil when disabled
-	batcher *coalescer     // nil when disabled or the store cannot batch
-	current currentChecker // nil when the store cannot tell without I/O
-	cur     atomic.Pointer[loaded]
-	handler http.Handler
-	routes  []route
+	cache   *recCache // nil when disabled
+	// refreshes bounds the background renewals of cached answers.
+	refreshes chan struct{}
+	views     *userViews     // nil when disabled
+	batcher   *coalescer     // nil when disabled or the store cannot batch
+	current   currentChecker // nil when the store cannot tell without I/O
+	cur       atomic.Pointer[loaded]
+	handler   http.Handler
+	routes    []route
 
 	// Owned by the snapshot loop.
 	rejected  int64
@@ -94,6 +96,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}}
 	if cfg.CacheTTL > 0 {
 		s.cache = newRecCache(cfg.CacheTTL, cfg.CacheSize)
+		s.refreshes = make(chan struct{}, maxRefreshes)
 	}
 	if cfg.UserCacheItems > 0 {
 		s.views = newUserViews(cfg.UserCacheItems)
