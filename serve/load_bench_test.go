@@ -46,6 +46,14 @@ func mlLatestSmall(tb testing.TB) string {
 	return ""
 }
 
+// envRounds is SERVE_LOAD_ROUNDS (default 1).
+func envRounds() int {
+	if v, err := strconv.Atoi(os.Getenv("SERVE_LOAD_ROUNDS")); err == nil && v > 1 {
+		return v
+	}
+	return 1
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -69,7 +77,9 @@ func envDuration(name string, def time.Duration) time.Duration {
 // TTL of the cached server, to see how much of the tail the misses make;
 // SERVE_LOAD_ROUNDS (default 1) repeats the serve and trivial open-loop runs
 // alternately and reports the median p99, since one 10-second run on a
-// shared machine is at the mercy of whatever else runs then.
+// shared machine is at the mercy of whatever else runs then;
+// SERVE_LOAD_CHURN (e.g. 5s) publishes a new snapshot that often during the
+// serve runs, as the learner does in production.
 func BenchmarkServeLoad(b *testing.B) {
 	dir := mlLatestSmall(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -104,17 +114,31 @@ func BenchmarkServeLoad(b *testing.B) {
 	t0 = time.Now()
 	lc := learner.DefaultConfig()
 	lc.HREvery = 1 << 30 // training speed is not measured here
-	blob, info := trainTwoStageSnapshot(ctx, b, lc, d, store)
+	// SERVE_LOAD_CHURN (a duration, default off) publishes a new snapshot
+	// that often during the serve open-loop runs, as a learner does: every
+	// swap costs the server a decode and empties its answer cache.
+	churn := envDuration("SERVE_LOAD_CHURN", 0)
+	nsnaps := 1
+	if churn > 0 {
+		nsnaps = 1 + int(time.Duration(envRounds())*(runDur+3*time.Second)/churn) + 1
+	}
+	blobs, infos := trainTwoStageSnapshots(ctx, b, lc, d, store, nsnaps)
+	blob, info := blobs[0], infos[0]
 	b.Logf("snapshot: trained in %v, %d bytes, %d items, %d users", time.Since(t0).Round(time.Millisecond), len(blob), info.Items, info.Users)
 	snaps := learner.NewRedisSnapshots(client, 5, zerolog.Nop())
 	if err := snaps.Publish(ctx, info, blob); err != nil {
+		b.Fatal(err)
+	}
+	// The cache-off server keeps version 1: churn is measured on the default one.
+	fixed := learner.NewMemorySnapshots(1)
+	if err := fixed.Publish(ctx, info, blob); err != nil {
 		b.Fatal(err)
 	}
 
 	// Two servers over the same store and snapshot: the default (with the
 	// answer cache) and one with the cache off (every request runs the
 	// model).
-	startServer := func(cacheTTL time.Duration) (*Server, string) {
+	startServer := func(cacheTTL time.Duration, snaps Snapshots) (*Server, string) {
 		cfg := DefaultConfig()
 		cfg.CacheTTL = cacheTTL
 		srv, err := New(cfg, Deps{Features: store, Snapshots: snaps, Registry: prometheus.NewRegistry(), Log: zerolog.Nop()})
@@ -127,7 +151,7 @@ func BenchmarkServeLoad(b *testing.B) {
 		}
 		go srv.Serve(ctx, ln, nil)
 		deadline := time.Now().Add(30 * time.Second)
-		for srv.ModelVersion() != 1 {
+		for srv.ModelVersion() < 1 {
 			if time.Now().After(deadline) {
 				b.Fatal("snapshot not loaded")
 			}
@@ -135,8 +159,8 @@ func BenchmarkServeLoad(b *testing.B) {
 		}
 		return srv, "http://" + ln.Addr().String()
 	}
-	srv, base := startServer(envDuration("SERVE_LOAD_CACHE_TTL", DefaultConfig().CacheTTL))
-	_, baseNoCache := startServer(0)
+	srv, base := startServer(envDuration("SERVE_LOAD_CACHE_TTL", DefaultConfig().CacheTTL), snaps)
+	_, baseNoCache := startServer(0, fixed)
 
 	// Users: every known user, plus 10% unknown ones (cold start).
 	seenUser := map[string]bool{}
@@ -230,15 +254,37 @@ func BenchmarkServeLoad(b *testing.B) {
 	// SERVE_LOAD_ROUNDS alternates the serve and trivial open-loop runs that
 	// many times, so that both see the same machine; the metrics report the
 	// median round's p99.
-	rounds := 1
-	if v, err := strconv.Atoi(os.Getenv("SERVE_LOAD_ROUNDS")); err == nil && v > 1 {
-		rounds = v
-	}
+	rounds := envRounds()
 	var res, tres *loadgen.Result
 	var serveP99, trivialP99 []time.Duration
+	next := 1 // index of the next snapshot to publish under churn
 	for range rounds {
 		runtime.GC() // start each run from a collected heap (the set-up above leaves garbage)
+		stopChurn := func() {}
+		if churn > 0 {
+			cctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tick := time.NewTicker(churn)
+				defer tick.Stop()
+				for next < len(blobs) {
+					select {
+					case <-cctx.Done():
+						return
+					case <-tick.C:
+						if err := snaps.Publish(cctx, infos[next], blobs[next]); err != nil && cctx.Err() == nil {
+							b.Errorf("churn: publish %d: %v", infos[next].Version, err)
+							return
+						}
+						next++
+					}
+				}
+			}()
+			stopChurn = func() { cancel(); <-done }
+		}
 		res = openRun("serve", serveURL)
+		stopChurn()
 		runtime.GC()
 		tres = openRun("trivial", trivialURL)
 		serveP99 = append(serveP99, res.Latency.Quantile(0.99))
@@ -247,6 +293,9 @@ func BenchmarkServeLoad(b *testing.B) {
 	slices.Sort(serveP99)
 	slices.Sort(trivialP99)
 	b.Logf("open loop p99 over %d round(s): serve %v, trivial %v", rounds, serveP99, trivialP99)
+	if churn > 0 {
+		b.Logf("churn: a new snapshot every %v during the serve runs; serving version %d, %.0f swaps", churn, srv.ModelVersion(), testutilCounter(srv.metrics.swaps))
+	}
 	hits0 := testutilCounter(srv.metrics.cacheHit)
 	misses0 := testutilCounter(srv.metrics.cacheMiss)
 	b.Logf("serve cache: %.0f hits, %.0f misses so far", hits0, misses0)
@@ -378,6 +427,16 @@ func trainTwoStageSnapshot(ctx context.Context, b *testing.B, lc learner.Config,
 	PutUserVectors(context.Context, int64, map[string][]float32) error
 }) ([]byte, learner.SnapshotInfo) {
 	b.Helper()
+	blobs, infos := trainTwoStageSnapshots(ctx, b, lc, d, store, 1)
+	return blobs[0], infos[0]
+}
+
+// trainTwoStageSnapshots trains once and takes n snapshots of the result,
+// versions 1..n (the later ones stand for a learner that moved on a little).
+func trainTwoStageSnapshots(ctx context.Context, b *testing.B, lc learner.Config, d *dataset.Data, store interface {
+	PutUserVectors(context.Context, int64, map[string][]float32) error
+}, n int) ([][]byte, []learner.SnapshotInfo) {
+	b.Helper()
 	m, err := learner.New("twostage", lc)
 	if err != nil {
 		b.Fatal(err)
@@ -392,12 +451,17 @@ func trainTwoStageSnapshot(ctx context.Context, b *testing.B, lc learner.Config,
 	for i := range d.Events {
 		tr.Process(&d.Events[i])
 	}
-	blob, info, err := tr.Snapshot(1, nil, time.Now())
-	if err != nil {
-		b.Fatal(err)
+	var blobs [][]byte
+	var infos []learner.SnapshotInfo
+	for v := int64(1); v <= int64(n); v++ {
+		blob, info, err := tr.Snapshot(v, nil, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		blobs, infos = append(blobs, blob), append(infos, info)
 	}
 	if err := store.PutUserVectors(ctx, 1, tr.DrainUserVectors()); err != nil {
 		b.Fatal(err)
 	}
-	return blob, info
+	return blobs, infos
 }
