@@ -108,3 +108,31 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkSnapshotDecode measures what every snapshot swap costs a server:
+// verifying and decoding the two-stage snapshot of MovieLens latest-small,
+// serving indexes included.
+//
+//	go test -run '^$' -bench BenchmarkSnapshotDecode -benchtime 5x ./serve
+func BenchmarkSnapshotDecode(b *testing.B) {
+	d, err := dataset.Load(context.Background(), "movielens:"+mlLatestSmall(b), dataset.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := features.NewMemory(features.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	lc := learner.DefaultConfig()
+	lc.HREvery = 1 << 30
+	blob, _ := trainTwoStageSnapshot(context.Background(), b, lc, d, store)
+	b.SetBytes(int64(len(blob)))
+	b.ReportAllocs()
+	c0 := cpuTime()
+	for b.Loop() {
+		if _, err := learner.DecodeSnapshot(blob); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-c0)/1e6/float64(b.N), "cpu-ms/op")
+}
