@@ -188,41 +188,43 @@ func (m *ItemKNN) Learn(ex *Example) {
 }
 
 // prepare builds the neighbour lists and the sorted rows used by immutable
-// snapshots.
+// snapshots. It runs on every snapshot a server loads, so each item's map is
+// walked once: its keys are sorted, and each pair's similarity, computed
+// once, feeds both the neighbour heap (whose order does not depend on the
+// push order) and the row.
 func (m *ItemKNN) prepare() {
 	n := m.items.len()
 	m.nbr = make([][]topEntry, n)
-	var t boundedTop
-	total := 0
-	for i := range m.co {
-		t.reset(m.cfg.Neighbours)
-		for j, c := range m.co[i] {
-			t.push(m.sim(int32(i), j, c), j)
-			if c > 0 {
-				total++
-			}
-		}
-		m.nbr[i] = slices.Clone(t.sorted())
-	}
 	m.rowStart = make([]int32, n+1)
-	m.rowIdx = make([]int32, 0, total)
-	m.rowSim = make([]float32, 0, total)
+	total := 0 // an upper bound of the rows' length: pairs with a count <= 0 are left out
+	for _, co := range m.co {
+		total += len(co)
+	}
+	m.rowIdx, m.rowSim = make([]int32, 0, total), make([]float32, 0, total)
+	var t boundedTop
+	var keys []int32
 	for i := range n {
 		m.rowStart[i] = int32(len(m.rowIdx))
 		if i >= len(m.co) {
 			continue
 		}
-		lo := len(m.rowIdx)
-		for j, c := range m.co[i] {
+		co := m.co[i]
+		keys = keys[:0]
+		for j := range co {
+			keys = append(keys, j)
+		}
+		slices.Sort(keys)
+		t.reset(m.cfg.Neighbours)
+		for _, j := range keys {
+			c := co[j]
+			s := m.sim(int32(i), j, c)
+			t.push(s, j)
 			if c > 0 {
 				m.rowIdx = append(m.rowIdx, j)
+				m.rowSim = append(m.rowSim, s)
 			}
 		}
-		row := m.rowIdx[lo:]
-		slices.Sort(row)
-		for _, j := range row {
-			m.rowSim = append(m.rowSim, m.sim(int32(i), j, m.co[i][j]))
-		}
+		m.nbr[i] = slices.Clone(t.sorted())
 	}
 	m.rowStart[n] = int32(len(m.rowIdx))
 }
