@@ -420,22 +420,11 @@ func (m *Memory) User(ctx context.Context, id string) (User, bool, error) {
 
 // UserSeen returns a user's features and seen-set.
 func (m *Memory) UserSeen(ctx context.Context, id string) (User, []string, bool, error) {
-	now := m.cfg.Now().UnixNano()
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var u User
-	if !m.userInto(id, &u, -1, now) {
-		return User{}, nil, false, nil
-	}
-	mu := m.users[id]
-	seen := make([]string, 0, len(mu.seen))
-	for ii := range mu.seen {
-		seen = append(seen, m.itemList[ii].id)
-	}
-	return u, seen, true, nil
+	st, _, err := m.UserStateSince(ctx, id, "")
+	return st.User, st.Seen, st.Known, err
 }
 
-// UserStateSince is UserSeen unless since is the user's current stamp.
+// UserStateSince returns the user's state unless since is its current stamp.
 func (m *Memory) UserStateSince(ctx context.Context, id string, since Stamp) (UserState, bool, error) {
 	now := m.cfg.Now().UnixNano()
 	m.mu.RLock()

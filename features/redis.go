@@ -309,20 +309,15 @@ type userCmds struct {
 	hash   *redis.MapStringStringCmd
 	recent *redis.StringSliceCmd
 	vec    *redis.StringCmd
-	seen   *redis.StringSliceCmd
 }
 
-func (r *Redis) queueUser(ctx context.Context, p redis.Pipeliner, id string, seen bool) userCmds {
+func (r *Redis) queueUser(ctx context.Context, p redis.Pipeliner, id string) userCmds {
 	k := UserKey(id)
-	c := userCmds{
+	return userCmds{
 		hash:   p.HGetAll(ctx, k),
 		recent: p.LRange(ctx, k+":recent", 0, -1),
 		vec:    p.Get(ctx, k+":vec"),
 	}
-	if seen {
-		c.seen = p.SMembers(ctx, k+":seen")
-	}
-	return c
 }
 
 func (c userCmds) user(id string) (User, bool, error) {
@@ -369,7 +364,7 @@ func ignoreNil(err error) error {
 // User returns a user's features in one pipelined round trip.
 func (r *Redis) User(ctx context.Context, id string) (User, bool, error) {
 	p := r.c.Pipeline()
-	c := r.queueUser(ctx, p, id, false)
+	c := r.queueUser(ctx, p, id)
 	if _, err := p.Exec(ctx); ignoreNil(err) != nil {
 		return User{}, false, fmt.Errorf("features: redis: user %q: %w", id, err)
 	}
@@ -380,26 +375,11 @@ func (r *Redis) User(ctx context.Context, id string) (User, bool, error) {
 	return u, ok, nil
 }
 
-// UserSeen returns a user's features and seen-set in one pipelined round
-// trip (HGETALL, LRANGE, GET vector, SMEMBERS; one slot).
+// UserSeen returns a user's features and seen-set in one round trip: the
+// serving read (lua/user.lua) for a caller that holds no earlier state.
 func (r *Redis) UserSeen(ctx context.Context, id string) (User, []string, bool, error) {
-	p := r.c.Pipeline()
-	c := r.queueUser(ctx, p, id, true)
-	if _, err := p.Exec(ctx); ignoreNil(err) != nil {
-		return User{}, nil, false, fmt.Errorf("features: redis: user %q: %w", id, err)
-	}
-	u, ok, err := c.user(id)
-	if err != nil || !ok {
-		if err != nil {
-			err = fmt.Errorf("features: redis: user %q: %w", id, err)
-		}
-		return User{}, nil, false, err
-	}
-	seen, err := c.seen.Result()
-	if err != nil {
-		return User{}, nil, false, fmt.Errorf("features: redis: user %q seen-set: %w", id, err)
-	}
-	return u, seen, true, nil
+	st, _, err := r.UserStateSince(ctx, id, "")
+	return st.User, st.Seen, st.Known, err
 }
 
 // UserStateSince reads the user's state with lua/user.lua in one round
@@ -480,13 +460,11 @@ func (r *Redis) readUserStatesTracked(ctx context.Context, reads []StateRead) er
 	for j, sr := range stale {
 		read := func() {
 			rd, k := &reads[sr.i], "sr:{u:"+sr.key+"}"
-			cmd := r.c.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(rd.Since))
+			cmd := evalUser(ctx, r.c, k, rd.Since)
 			if errs[j] = cmd.Err(); errs[j] != nil {
 				return
 			}
-			rd.State, rd.Changed, rd.Err = decodeUserState(rd.ID, rd.Since, cmd.Val())
-			if rd.Err != nil {
-				rd.Err = fmt.Errorf("features: redis: user %q: %w", rd.ID, rd.Err)
+			if rd.decode(cmd.Val()); rd.Err != nil {
 				return
 			}
 			stamp := rd.Since // the script answered "unchanged"
@@ -515,7 +493,7 @@ func (r *Redis) readUserStatesScript(ctx context.Context, reads []StateRead) err
 	cmds := make([]*redis.Cmd, len(reads))
 	for i := range reads {
 		k := UserKey(reads[i].ID)
-		cmds[i] = p.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(reads[i].Since))
+		cmds[i] = evalUser(ctx, p, k, reads[i].Since)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		// Exec returns the first failed command's error; a reply that is
@@ -524,12 +502,23 @@ func (r *Redis) readUserStatesScript(ctx context.Context, reads []StateRead) err
 	}
 	for i := range reads {
 		rd := &reads[i]
-		rd.State, rd.Changed, rd.Err = decodeUserState(rd.ID, rd.Since, cmds[i].Val())
-		if rd.Err != nil {
-			rd.Err = fmt.Errorf("features: redis: user %q: %w", rd.ID, rd.Err)
-		}
+		rd.decode(cmds[i].Val())
 	}
 	return nil
+}
+
+// evalUser calls lua/user.lua for the user of hash key k on c (the client,
+// or a pipeline).
+func evalUser(ctx context.Context, c redis.Scripter, k string, since Stamp) *redis.Cmd {
+	return c.EvalSha(ctx, scriptUser.sha, []string{k, k + ":recent", k + ":vec", k + ":seen"}, string(since))
+}
+
+// decode fills rd's outputs from lua/user.lua's reply.
+func (rd *StateRead) decode(reply any) {
+	rd.State, rd.Changed, rd.Err = decodeUserState(rd.ID, rd.Since, reply)
+	if rd.Err != nil {
+		rd.Err = fmt.Errorf("features: redis: user %q: %w", rd.ID, rd.Err)
+	}
 }
 
 // decodeUserState reads lua/user.lua's reply.
@@ -749,7 +738,7 @@ func (r *Redis) EachUser(ctx context.Context, fn func(User) error) error {
 			p := r.c.Pipeline()
 			cmds := make([]userCmds, len(ids))
 			for i, id := range ids {
-				cmds[i] = r.queueUser(ctx, p, id, false)
+				cmds[i] = r.queueUser(ctx, p, id)
 			}
 			if _, err := p.Exec(ctx); ignoreNil(err) != nil {
 				return fmt.Errorf("features: redis: read users: %w", err)

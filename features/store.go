@@ -135,7 +135,8 @@ type Store interface {
 	// User returns a user's features; ok is false for an unknown user.
 	User(ctx context.Context, id string) (u User, ok bool, err error)
 	// UserSeen returns a user's features and whole seen-set in one round
-	// trip (the serving hot path); ok is false for an unknown user.
+	// trip; ok is false for an unknown user. (The server reads with
+	// UserStateSince, which skips what it already holds.)
 	UserSeen(ctx context.Context, id string) (u User, seen []string, ok bool, err error)
 	// UserStateSince is UserSeen for a caller that keeps the answer: given
 	// the Stamp of the state it holds ("" for none), it returns the user's
