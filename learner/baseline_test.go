@@ -123,6 +123,95 @@ func TestItemKNNCosineByHand(t *testing.T) {
 	}
 }
 
+// TestItemKNNFrozenModelLearnsOn: a decoded item-kNN is frozen (sorted rows,
+// no maps); one that then learns thaws and ends exactly where a model that
+// never left memory ends, in its bytes and its answers.
+func TestItemKNNFrozenModelLearnsOn(t *testing.T) {
+	cfg := KNNConfig{Window: 5, Neighbours: 4, Shrink: 1}
+	r := rand.New(rand.NewPCG(7, 8))
+	recent := map[string][]string{}
+	var exs []*Example
+	for range 3000 {
+		u, it := "u"+string(rune('a'+r.IntN(20))), "i"+string(rune('a'+r.IntN(40)))
+		exs = append(exs, ex(streamrec.Implicit, u, it, 0, 0, slices.Clone(recent[u])))
+		recent[u] = append([]string{it}, recent[u][:min(len(recent[u]), 9)]...)
+	}
+	whole, half := NewItemKNN(cfg), NewItemKNN(cfg)
+	for k, e := range exs {
+		whole.Learn(e)
+		if k < len(exs)/2 {
+			half.Learn(e)
+		}
+	}
+	b, err := half.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := NewItemKNN(cfg)
+	if err := resumed.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !resumed.frozen() || resumed.co != nil {
+		t.Fatal("a decoded model is not in its frozen form")
+	}
+	if again, _ := resumed.MarshalBinary(); !bytes.Equal(again, b) {
+		t.Fatal("the frozen form encodes to different bytes")
+	}
+	for _, e := range exs[len(exs)/2:] {
+		resumed.Learn(e)
+	}
+	if resumed.frozen() {
+		t.Fatal("a model that learnt is still frozen")
+	}
+	want, _ := whole.MarshalBinary()
+	if got, _ := resumed.MarshalBinary(); !bytes.Equal(got, want) {
+		t.Fatal("the resumed model's bytes differ from the uninterrupted one's")
+	}
+	// Each prepared neighbour list is what a boundedTop over the item's map
+	// row gives.
+	rows := whole.co
+	whole.prepare()
+	resumed.prepare()
+	for i := range whole.items.len() {
+		var tk boundedTop
+		tk.reset(cfg.Neighbours)
+		for j, c := range rows[i] {
+			tk.push(whole.sim(int32(i), j, c), j)
+		}
+		if got, want := whole.nbr[whole.nbrStart[i]:whole.nbrStart[i+1]], tk.sorted(); !slices.Equal(got, want) {
+			t.Fatalf("neighbours of %s: prepared %v, boundedTop %v", whole.items.names[i], got, want)
+		}
+	}
+	for _, it := range whole.items.names {
+		if a, b := whole.Similar(it, 10, nil), resumed.Similar(it, 10, nil); !slices.Equal(a, b) {
+			t.Fatalf("similar(%s): uninterrupted %v, resumed %v", it, a, b)
+		}
+	}
+}
+
+// TestItemKNNRejectsUnsortedRows: rows are encoded sorted by neighbour;
+// anything else is a corrupt blob, not a silently different model.
+func TestItemKNNRejectsUnsortedRows(t *testing.T) {
+	m := NewItemKNN(KNNConfig{Window: 5, Neighbours: 4})
+	m.Learn(ex(streamrec.Implicit, "u", "a", 0, 0, nil))
+	m.Learn(ex(streamrec.Implicit, "u", "b", 0, 0, []string{"a"}))
+	m.Learn(ex(streamrec.Implicit, "u", "c", 0, 0, []string{"b", "a"}))
+	b, _ := m.MarshalBinary()
+	// Row of "a" (index 0) is [(1, 1), (2, 1)]: swap its two neighbour ids.
+	i := bytes.LastIndex(b, []byte{2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x80, 0x3f, 2, 0, 0, 0, 0, 0, 0x80, 0x3f})
+	if i < 0 {
+		t.Fatal("row of a not found in the encoding")
+	}
+	bad := slices.Clone(b)
+	bad[i+4], bad[i+12] = 2, 1
+	if err := NewItemKNN(m.cfg).UnmarshalBinary(bad); err == nil {
+		t.Fatal("unsorted row accepted")
+	}
+	if err := NewItemKNN(m.cfg).UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestBoundedTopMatchesSort(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, k := range []int{1, 3, 10, 100} {
@@ -145,6 +234,36 @@ func TestBoundedTopMatchesSort(t *testing.T) {
 		})
 		if got := tk.sorted(); !slices.Equal(got, all[:k]) {
 			t.Fatalf("k=%d: heap %v, sort %v", k, got, all[:k])
+		}
+	}
+}
+
+// TestAppendBestMatchesBoundedTop: the integer-key selection that builds
+// the neighbour lists returns what boundedTop returns, on rows with many
+// ties, negative and zero scores, of every length around k.
+func TestAppendBestMatchesBoundedTop(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	scores := []float32{0, 1, -1, 0.5, -0.25, 3, float32(math.Inf(1)), 1e-30, -1e30}
+	for _, k := range []int{1, 2, 5, 50} {
+		for _, n := range []int{0, 1, k - 1, k, k + 1, 3 * k, 400} {
+			if n < 0 {
+				continue
+			}
+			var tk boundedTop
+			tk.reset(k)
+			keys := make([]uint64, 0, n)
+			for _, i := range rng.Perm(1000)[:n] {
+				s := scores[rng.IntN(len(scores))]
+				if rng.IntN(2) == 0 {
+					s = float32(rng.NormFloat64())
+				}
+				tk.push(s, int32(i))
+				keys = append(keys, bestFirstKey(s, int32(i)))
+			}
+			want := slices.Clone(tk.sorted())
+			if got := appendBest(nil, keys, k); !slices.Equal(got, want) {
+				t.Fatalf("k=%d n=%d: appendBest %v, boundedTop %v", k, n, got, want)
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -17,16 +18,23 @@ type ItemKNN struct {
 	items strIndex
 	cat   itemCatalog
 	count []float32
-	co    []map[int32]float32
-	// nbr, when prepared (immutable snapshots), holds each item's best
-	// Neighbours by similarity, best first.
-	nbr [][]topEntry
-	// rows, when prepared, holds every co-occurrence row sorted by
-	// neighbour index with its similarity computed once (CSR), so affinity
-	// binary-searches flat slices instead of probing maps.
+	// co holds the co-occurrence counts while the model learns: one map per
+	// item, cheap to update.
+	co []map[int32]float32
+	// The frozen form replaces co in a model that serves (a decoded
+	// snapshot never learns): every row sorted by neighbour index in flat
+	// slices (CSR), built straight from the snapshot's sorted rows with no
+	// map and no sort, each pair's similarity computed once so affinity
+	// binary-searches instead of probing maps. A frozen model that is asked
+	// to learn thaws back into maps.
 	rowStart []int32 // row i is rowIdx[rowStart[i]:rowStart[i+1]]
 	rowIdx   []int32
+	rowCo    []float32 // the counts, kept to thaw and to encode
 	rowSim   []float32
+	// nbr (frozen models) holds each item's best Neighbours by similarity,
+	// best first: item i's are nbr[nbrStart[i]:nbrStart[i+1]].
+	nbrStart []int32
+	nbr      []topEntry
 	// link maps MF's item indexes to ours (prepared snapshots).
 	link itemLink
 }
@@ -71,7 +79,7 @@ func (m *ItemKNN) affinity(item string, recent []string) float32 {
 		if !ok || j == i {
 			continue
 		}
-		if m.rowStart != nil {
+		if m.frozen() {
 			s += m.simPrepared(i, j)
 			continue
 		}
@@ -90,7 +98,7 @@ func (m *ItemKNN) affinity(item string, recent []string) float32 {
 // off it through the link; otherwise each candidate is summed on its own.
 func (m *ItemKNN) affinities(s *queryScratch, names []string, cand []int32, recent []string, out []float64) {
 	recent = m.window(recent)
-	if m.rowStart == nil {
+	if !m.frozen() {
 		for k, i := range cand {
 			out[k] = float64(m.affinity(names[i], recent))
 		}
@@ -150,10 +158,8 @@ func (m *ItemKNN) simPrepared(i, j int32) float32 {
 
 // Learn implements Model.
 func (m *ItemKNN) Learn(ex *Example) {
-	if m.nbr != nil || m.rowStart != nil {
-		// A learning model reads its maps; prepared lists would go stale.
-		m.nbr, m.rowStart, m.rowIdx, m.rowSim = nil, nil, nil, nil
-		m.link = itemLink{}
+	if m.frozen() {
+		m.thaw()
 	}
 	i, added := m.items.add(ex.Event.Item)
 	if added {
@@ -187,46 +193,93 @@ func (m *ItemKNN) Learn(ex *Example) {
 	}
 }
 
-// prepare builds the neighbour lists and the sorted rows used by immutable
-// snapshots. It runs on every snapshot a server loads, so each item's map is
-// walked once: its keys are sorted, and each pair's similarity, computed
-// once, feeds both the neighbour heap (whose order does not depend on the
-// push order) and the row.
+// frozen reports whether the model is in its serving form (rows, no maps).
+func (m *ItemKNN) frozen() bool { return m.rowStart != nil }
+
+// prepare puts the model in its serving form: the rows (from the maps if it
+// learnt since), each pair's similarity, and each item's neighbour list. It
+// runs on every snapshot a server loads, on rows decoded already sorted, so
+// it is one pass over the pairs with nothing allocated per item.
 func (m *ItemKNN) prepare() {
+	if !m.frozen() {
+		m.freeze()
+	}
+	if m.nbrStart != nil {
+		return
+	}
 	n := m.items.len()
-	m.nbr = make([][]topEntry, n)
-	m.rowStart = make([]int32, n+1)
-	total := 0 // an upper bound of the rows' length: pairs with a count <= 0 are left out
+	m.rowSim = make([]float32, len(m.rowIdx))
+	m.nbrStart = make([]int32, n+1)
+	m.nbr = make([]topEntry, 0, min(len(m.rowIdx), n*max(m.cfg.Neighbours, 0)))
+	var keys []uint64
+	for i := range n {
+		yieldAt(i)
+		m.nbrStart[i] = int32(len(m.nbr))
+		lo, hi := m.rowStart[i], m.rowStart[i+1]
+		keys = keys[:0]
+		for x := lo; x < hi; x++ {
+			j := m.rowIdx[x]
+			s := m.sim(int32(i), j, m.rowCo[x])
+			m.rowSim[x] = s
+			keys = append(keys, bestFirstKey(s, j))
+		}
+		m.nbr = appendBest(m.nbr, keys, m.cfg.Neighbours)
+	}
+	m.nbrStart[n] = int32(len(m.nbr))
+}
+
+// freeze moves the maps into sorted rows. Pairs with a count <= 0 are left
+// out, as a decode of the encoded maps would leave them out.
+func (m *ItemKNN) freeze() {
+	n := m.items.len()
+	total := 0
 	for _, co := range m.co {
 		total += len(co)
 	}
-	m.rowIdx, m.rowSim = make([]int32, 0, total), make([]float32, 0, total)
-	var t boundedTop
+	m.rowStart = make([]int32, n+1)
+	m.rowIdx, m.rowCo = make([]int32, 0, total), make([]float32, 0, total)
 	var keys []int32
 	for i := range n {
 		m.rowStart[i] = int32(len(m.rowIdx))
 		if i >= len(m.co) {
 			continue
 		}
-		co := m.co[i]
 		keys = keys[:0]
-		for j := range co {
+		for j := range m.co[i] {
 			keys = append(keys, j)
 		}
 		slices.Sort(keys)
-		t.reset(m.cfg.Neighbours)
 		for _, j := range keys {
-			c := co[j]
-			s := m.sim(int32(i), j, c)
-			t.push(s, j)
-			if c > 0 {
+			if c := m.co[i][j]; c > 0 {
 				m.rowIdx = append(m.rowIdx, j)
-				m.rowSim = append(m.rowSim, s)
+				m.rowCo = append(m.rowCo, c)
 			}
 		}
-		m.nbr[i] = slices.Clone(t.sorted())
 	}
 	m.rowStart[n] = int32(len(m.rowIdx))
+	m.co = nil
+	m.rowSim, m.nbrStart, m.nbr = nil, nil, nil
+}
+
+// thaw turns a frozen model back into maps so that it can learn, and drops
+// the serving indexes, which would go stale.
+func (m *ItemKNN) thaw() {
+	n := m.items.len()
+	m.co = make([]map[int32]float32, n)
+	for i := range n {
+		lo, hi := m.rowStart[i], m.rowStart[i+1]
+		if lo == hi {
+			continue
+		}
+		row := make(map[int32]float32, hi-lo)
+		for x := lo; x < hi; x++ {
+			row[m.rowIdx[x]] = m.rowCo[x]
+		}
+		m.co[i] = row
+	}
+	m.rowStart, m.rowIdx, m.rowCo, m.rowSim = nil, nil, nil, nil
+	m.nbrStart, m.nbr = nil, nil
+	m.link = itemLink{}
 }
 
 // linkItems links the item table names (MF's) to ours for affinities.
@@ -234,8 +287,8 @@ func (m *ItemKNN) linkItems(names []string) { m.link.build(names, &m.items) }
 
 // neighbours calls fn for item i's neighbours (prepared lists, or all).
 func (m *ItemKNN) neighbours(i int32, fn func(j int32, s float32)) {
-	if m.nbr != nil {
-		for _, c := range m.nbr[i] {
+	if m.nbrStart != nil {
+		for _, c := range m.nbr[m.nbrStart[i]:m.nbrStart[i+1]] {
 			fn(c.idx, c.score)
 		}
 		return
@@ -255,10 +308,10 @@ func (m *ItemKNN) accumulate(s *queryScratch, seeds []string) {
 			s.idxs = append(s.idxs, j)
 		}
 	}
-	if m.nbr != nil {
+	if m.nbrStart != nil {
 		// Prepared lists: a plain loop, no call per neighbour.
 		for _, j := range s.idxs {
-			for _, c := range m.nbr[j] {
+			for _, c := range m.nbr[m.nbrStart[j]:m.nbrStart[j+1]] {
 				if s.acc[c.idx] == 0 {
 					s.touch = append(s.touch, c.idx)
 				}
@@ -365,6 +418,17 @@ func (m *ItemKNN) MarshalBinary() ([]byte, error) {
 	m.items.encode(&e)
 	m.cat.encode(&e)
 	e.f32s(m.count)
+	if m.frozen() {
+		for i := range m.items.len() {
+			lo, hi := m.rowStart[i], m.rowStart[i+1]
+			e.u32(uint32(hi - lo))
+			for x := lo; x < hi; x++ {
+				e.u32(uint32(m.rowIdx[x]))
+				e.u32(math.Float32bits(m.rowCo[x]))
+			}
+		}
+		return e.b, nil
+	}
 	keys := []int32{}
 	for _, row := range m.co {
 		keys = keys[:0]
@@ -394,30 +458,46 @@ func (m *ItemKNN) UnmarshalBinary(b []byte) error {
 	if d.err == nil && len(m.count) != n {
 		return fmt.Errorf("itemknn: %d counts for %d items", len(m.count), n)
 	}
-	m.co = make([]map[int32]float32, n)
+	// The rows are encoded sorted by neighbour index: they become the
+	// frozen form as they are, checked on the way (a decoded snapshot
+	// serves; learning thaws it).
+	m.co = nil
+	m.rowStart = make([]int32, n+1)
+	pairs := 0
+	if d.err == nil {
+		pairs = (len(d.b) - d.off) / 8 // at most this many pairs remain
+	}
+	m.rowIdx, m.rowCo = make([]int32, 0, pairs), make([]float32, 0, pairs)
 	for i := 0; i < n && d.err == nil; i++ {
+		yieldAt(i)
+		m.rowStart[i] = int32(len(m.rowIdx))
 		cnt := d.u32()
 		if !d.need(uint64(cnt)*8, "itemknn row") {
 			break
 		}
-		if cnt == 0 {
-			continue
-		}
-		row := make(map[int32]float32, cnt)
-		for range cnt {
-			j := int32(d.u32())
-			v := math.Float32frombits(d.u32())
-			if j < 0 || int(j) >= n {
+		row := d.b[d.off : d.off+int(cnt)*8]
+		prev := int64(-1)
+		for x := 0; x < len(row); x += 8 {
+			j := int64(binary.LittleEndian.Uint32(row[x:]))
+			if j <= prev || j >= int64(n) {
 				d.fail("itemknn neighbour id")
 				break
 			}
-			row[j] = v
+			prev = j
+			if v := math.Float32frombits(binary.LittleEndian.Uint32(row[x+4:])); v > 0 {
+				m.rowIdx = append(m.rowIdx, int32(j))
+				m.rowCo = append(m.rowCo, v)
+			}
 		}
-		m.co[i] = row
+		d.off += len(row)
 	}
+	m.rowStart[n] = int32(len(m.rowIdx))
 	m.cat.grow(n)
-	m.nbr = nil
-	m.rowStart, m.rowIdx, m.rowSim = nil, nil, nil
+	m.rowSim, m.nbrStart, m.nbr = nil, nil, nil
 	m.link = itemLink{}
-	return d.done("itemknn")
+	if err := d.done("itemknn"); err != nil {
+		return err
+	}
+	m.prepare()
+	return nil
 }

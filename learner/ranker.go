@@ -191,6 +191,9 @@ const (
 type Ranker struct {
 	cfg RankerConfig
 	dim int
+	// noInit skips the random embedding of new rows while a decode makes
+	// rows it then overwrites.
+	noInit bool
 
 	users  rkIndex
 	items  rkIndex
@@ -415,7 +418,7 @@ func (r *Ranker) itemIndex(id string) int32 {
 }
 
 func (r *Ranker) initRow(v []float64) {
-	if r.cfg.InitStd == 0 {
+	if r.cfg.InitStd == 0 || r.noInit {
 		return
 	}
 	rnd := rand.New(r.rng)

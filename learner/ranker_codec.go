@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 )
 
 // Ranker binary format (little endian):
@@ -236,12 +237,23 @@ func (r *Ranker) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return d.err
 	}
+	// Every row is read below, so the rows are made at their final size,
+	// without the random embeddings new rows otherwise get.
+	for _, t := range []*rkTable{&nr.userP, &nr.userB, &nr.userS} {
+		t.reserve(len(users))
+	}
+	for _, t := range []*rkTable{&nr.itemQ, &nr.itemY, &nr.itemB} {
+		t.reserve(len(items))
+	}
+	nr.itemFeat = slices.Grow(nr.itemFeat, len(items))
+	nr.noInit = true
 	for _, id := range users {
 		nr.userIndex(id)
 	}
 	for _, id := range items {
 		nr.itemIndex(id)
 	}
+	nr.noInit = false
 	for _, id := range cats {
 		nr.categoryIndex(id)
 	}

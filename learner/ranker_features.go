@@ -2,6 +2,7 @@ package learner
 
 import (
 	"math"
+	"slices"
 
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
@@ -55,6 +56,13 @@ func (t *rkTable) accWidth() int {
 		return 1
 	}
 	return t.width
+}
+
+// reserve makes room for n more rows, so that growing to them does not
+// reallocate (decoding knows the row count up front).
+func (t *rkTable) reserve(n int) {
+	t.data = slices.Grow(t.data, n*t.width)
+	t.acc = slices.Grow(t.acc, n*t.accWidth())
 }
 
 func (t *rkTable) grow() {

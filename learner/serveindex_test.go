@@ -15,8 +15,11 @@ import (
 func unprepare(s *Snapshot) {
 	s.mf.serving = false
 	s.pop.order, s.pop.catOrder = nil, nil
-	s.knn.rowStart, s.knn.rowIdx, s.knn.rowSim = nil, nil, nil
-	s.knn.link, s.pop.link = itemLink{}, itemLink{}
+	// item-kNN answers from its maps, with the same neighbour lists.
+	nbrStart, nbr := s.knn.nbrStart, s.knn.nbr
+	s.knn.thaw()
+	s.knn.nbrStart, s.knn.nbr = nbrStart, nbr
+	s.pop.link = itemLink{}
 }
 
 // TestServingIndexesMatchScans: the serving indexes built at decode time
@@ -120,7 +123,7 @@ func TestPreparedModelsStopUsingIndexesWhenLearning(t *testing.T) {
 	s.mf.Learn(e)
 	s.pop.Learn(e)
 	s.knn.Learn(e)
-	if s.mf.serving || s.pop.order != nil || s.knn.rowStart != nil || s.knn.nbr != nil ||
+	if s.mf.serving || s.pop.order != nil || s.knn.rowStart != nil || s.knn.nbr != nil || s.knn.co == nil ||
 		s.knn.link.idx != nil || s.pop.link.idx != nil {
 		t.Fatal("serving indexes kept after Learn")
 	}

@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"math"
 	"slices"
 	"sync"
 )
@@ -189,6 +190,89 @@ func sortRanks(x []rankEntry) {
 	for i := 1; i < len(x); i++ {
 		for j := i; j > 0 && rankBefore(x[j], x[j-1]); j-- {
 			x[j], x[j-1] = x[j-1], x[j]
+		}
+	}
+}
+
+// bestFirstKey packs (score, idx) into an integer that sorts ascending in
+// boundedTop's order: score descending, then idx ascending. Sorting plain
+// integers needs no comparator call, which is what makes building every
+// item's neighbour list at decode time cheap.
+func bestFirstKey(score float32, idx int32) uint64 {
+	f := math.Float32bits(score)
+	if f&(1<<31) != 0 {
+		f = ^f // negative: larger magnitude sorts lower
+	} else {
+		f |= 1 << 31
+	}
+	return uint64(^f)<<32 | uint64(uint32(idx))
+}
+
+func fromBestFirstKey(k uint64) topEntry {
+	f := ^uint32(k >> 32)
+	if f&(1<<31) != 0 {
+		f &^= 1 << 31
+	} else {
+		f = ^f
+	}
+	return topEntry{score: math.Float32frombits(f), idx: int32(uint32(k))}
+}
+
+// appendBest appends to dst the k best entries of keys (bestFirstKey
+// values, reordered in place), best first: what a boundedTop of k fed the
+// same pairs returns.
+func appendBest(dst []topEntry, keys []uint64, k int) []topEntry {
+	if k <= 0 {
+		return dst
+	}
+	if len(keys) > k {
+		selectSmallest(keys, k)
+		keys = keys[:k]
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		dst = append(dst, fromBestFirstKey(key))
+	}
+	return dst
+}
+
+// selectSmallest reorders a so that its k smallest values come first, in
+// no particular order (Hoare's selection; 0 < k <= len(a)).
+func selectSmallest(a []uint64, k int) {
+	lo, hi, want := 0, len(a)-1, k-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if a[mid] < a[lo] {
+			a[mid], a[lo] = a[lo], a[mid]
+		}
+		if a[hi] < a[lo] {
+			a[hi], a[lo] = a[lo], a[hi]
+		}
+		if a[hi] < a[mid] {
+			a[hi], a[mid] = a[mid], a[hi]
+		}
+		p := a[mid]
+		i, j := lo, hi
+		for i <= j {
+			for a[i] < p {
+				i++
+			}
+			for a[j] > p {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case want <= j:
+			hi = j
+		case want >= i:
+			lo = i
+		default:
+			return
 		}
 	}
 }

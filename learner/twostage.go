@@ -2,6 +2,7 @@ package learner
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -493,6 +494,7 @@ func (t *TwoStage) UnmarshalBinary(b []byte) error {
 		if err := m.UnmarshalBinary(p); err != nil {
 			return fmt.Errorf("twostage: %w", err)
 		}
+		runtime.Gosched() // see yieldAt
 	}
 	has := d.u8()
 	var rb []byte
