@@ -13,7 +13,10 @@ import (
 // the TTL.
 func TestRecommendationCache(t *testing.T) {
 	now := time.Unix(1700000000, 0)
-	f := newFixture(t, func(c *Config, d *Deps) { d.Now = func() time.Time { return now }; c.CacheTTL = time.Second })
+	f := newFixture(t, func(c *Config, d *Deps) {
+		d.Now = func() time.Time { return now }
+		c.CacheTTL, c.SwapGrace = time.Second, 300*time.Millisecond
+	})
 	f.load(t, 1, 20)
 	calls := func() int64 { return f.srv.cur.Load().model.(*fakeModel).calls.Load() }
 	get := func(path string) string {
@@ -63,10 +66,57 @@ func TestRecommendationCache(t *testing.T) {
 	if hits := testutil.ToFloat64(f.srv.metrics.cacheHit); hits != 2 {
 		t.Errorf("cache hits %v, want 2", hits)
 	}
-	// A new snapshot is never answered from the old one's cache.
+	// After a swap, within the grace: the previous model's answer, saying
+	// so, while the new model's is computed in the background; then the new
+	// model's, from the cache.
 	f.load(t, 2, 20)
+	if r := decode[recResp](t, get(p)); r.ModelVersion != 1 || r.Items[0].Score != 1 {
+		t.Fatalf("right after a swap: %+v, want the cached answer of version 1", r)
+	}
+	waitRefreshes(t, f.srv, func() bool { return calls() == 1 })
 	if r := decode[recResp](t, get(p)); r.ModelVersion != 2 || r.Items[0].Score != 2 {
-		t.Fatalf("after a swap: %+v", r)
+		t.Fatalf("after the renewal: %+v", r)
+	}
+	if calls() != 1 {
+		t.Fatalf("new model ran %d times, want once (the renewal)", calls())
+	}
+	if s := testutil.ToFloat64(f.srv.metrics.cacheStale); s != 1 {
+		t.Errorf("stale hits %v, want 1", s)
+	}
+	// Past the grace (within the answer's TTL), a previous model's answer
+	// is never served.
+	f.load(t, 3, 20)
+	now = now.Add(f.srv.cfg.SwapGrace)
+	if r := decode[recResp](t, get(p)); r.ModelVersion != 3 || r.Items[0].Score != 3 {
+		t.Fatalf("past the grace: %+v", r)
+	}
+}
+
+// waitRefreshes waits until done holds and no background renewal is in
+// flight (they release their slot after storing the answer).
+func waitRefreshes(t *testing.T, s *Server, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for (!done() || len(s.refreshes) > 0) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !done() || len(s.refreshes) > 0 {
+		t.Fatal("background renewal did not finish")
+	}
+}
+
+// TestSwapGraceOff: with no grace, a swap drops the cached answers.
+func TestSwapGraceOff(t *testing.T) {
+	f := newFixture(t, func(c *Config, d *Deps) { c.SwapGrace = 0 })
+	f.load(t, 1, 20)
+	const p = "/v1/users/u1/recommendations?n=3"
+	f.do(t, "GET", p, "")
+	f.load(t, 2, 20)
+	if _, body := f.do(t, "GET", p, ""); decode[recResp](t, body).ModelVersion != 2 {
+		t.Fatalf("after a swap with no grace: %s", body)
+	}
+	if s := testutil.ToFloat64(f.srv.metrics.cacheStale); s != 0 {
+		t.Errorf("stale hits %v, want 0", s)
 	}
 }
 
@@ -124,5 +174,19 @@ func TestRecommendationCacheOff(t *testing.T) {
 	}
 	if got := f.srv.cur.Load().model.(*fakeModel).calls.Load(); got != 3 {
 		t.Fatalf("%d model calls with the cache off, want 3", got)
+	}
+}
+
+// TestSwapGraceOneVersionBack: within the grace, only the model the last
+// swap replaced may still answer; an answer two versions old is recomputed.
+func TestSwapGraceOneVersionBack(t *testing.T) {
+	f := newFixture(t, func(c *Config, d *Deps) { c.SwapGrace = time.Hour })
+	const p = "/v1/users/u1/recommendations?n=3"
+	f.load(t, 1, 20)
+	f.do(t, "GET", p, "") // cached by version 1
+	f.load(t, 2, 20)
+	f.load(t, 3, 20)
+	if _, body := f.do(t, "GET", p, ""); decode[recResp](t, body).ModelVersion != 3 {
+		t.Fatalf("two swaps later: %s, want version 3", body)
 	}
 }

@@ -50,6 +50,12 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the cached answers.
 	CacheSize int
+	// SwapGrace is how long after a snapshot swap a cached answer of the
+	// previous model still answers (saying which model made it) while the
+	// new model's answer is computed in the background. Without it every
+	// user's next request after a swap runs the model on its path, all at
+	// once; 0 drops the answers at the swap.
+	SwapGrace time.Duration
 	// UserCacheItems bounds the items (seen-sets and recent lists, summed
 	// over users) of the user states the server keeps between requests, so
 	// that a request for an unchanged user reads only a stamp from the
@@ -82,6 +88,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 		CacheTTL:        2 * time.Second,
 		CacheSize:       100000,
+		SwapGrace:       time.Second,
 		UserCacheItems:  1 << 20,
 		FeatureBatches:  4,
 	}
@@ -121,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheTTL < 0 {
 		bad("cache TTL must not be negative, got %s", c.CacheTTL)
+	}
+	if c.SwapGrace < 0 {
+		bad("swap grace must not be negative, got %s", c.SwapGrace)
 	}
 	if c.CacheTTL > 0 && c.CacheSize <= 0 {
 		bad("cache size must be positive with a cache TTL, got %d", c.CacheSize)

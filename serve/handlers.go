@@ -228,7 +228,8 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 		items    []streamrec.Scored
 		degraded string
 		model    Model
-		version  int64
+		version  int64 // the serving model's
+		answered int64 // the model version that computed items
 	)
 	if cur == nil {
 		items, err = s.storePopular(r.Context(), n, category, ts)
@@ -238,23 +239,32 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 		degraded = degradedNoSnapshot
 	} else {
 		model, version = cur.model, cur.info.Version
+		answered = version
 		view, err := s.userView(r.Context(), user)
 		if err != nil {
 			degraded = degradedReason(err)
 			items = model.Popular(n, category, ts, st.scored[:0])
 		} else {
 			u := &view.user // shared and immutable: the model only reads it
-			key := recKey{version: version, user: user, events: u.Events, lastTS: u.LastTS,
+			key := recKey{user: user, events: u.Events, lastTS: u.LastTS,
 				vecVer: u.VectorVersion, n: n, category: category, exclude: excludeSeen}
 			hit, refresh := false, false
 			if s.cache != nil {
-				if items, hit, refresh = s.cache.get(&key, s.now().UnixNano(), st.scored[:0]); hit {
+				var from int64
+				if items, from, hit, refresh = s.cache.get(&key, s.now().UnixNano(), version, st.scored[:0]); hit {
 					s.metrics.cacheHit.Inc()
+					if from != version {
+						// Answered by the previous model while the new
+						// one's answer is computed (Config.SwapGrace); the
+						// answer says which model made it.
+						s.metrics.cacheStale.Inc()
+						answered = from
+					}
 				} else {
 					s.metrics.cacheMiss.Inc()
 				}
 				if refresh {
-					s.refreshAnswer(key, model, view)
+					s.refreshAnswer(key, version, model, view)
 				}
 			}
 			if !hit {
@@ -264,7 +274,7 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 				}
 				items = model.Recommend(&st.q, n, st.scored[:0])
 				if s.cache != nil {
-					s.cache.put(&key, s.now().UnixNano(), items)
+					s.cache.put(&key, s.now().UnixNano(), version, items)
 				}
 			}
 		}
@@ -279,7 +289,7 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 	b := append(*bp, `{"user":`...)
 	b = appendString(b, user)
 	b = append(b, `,"model_version":`...)
-	b = strconv.AppendInt(b, version, 10)
+	b = strconv.AppendInt(b, answered, 10)
 	b = append(b, `,"items":`...)
 	b = appendItems(b, model, items)
 	b = append(b, `,"degraded":`...)
@@ -289,13 +299,15 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 	return writeJSON(w, http.StatusOK, b)
 }
 
-// refreshAnswer recomputes a cached answer in the background (the hit that
-// asked for it was answered from the cache), at most maxRefreshes at once:
-// when all are busy the entry expires and the next request computes it.
-func (s *Server) refreshAnswer(key recKey, model Model, view *userView) {
+// refreshAnswer recomputes a cached answer with model (of version) in the
+// background (the hit that asked for it was answered from the cache), at
+// most maxRefreshes at once: when all are busy a later hit asks again, and
+// an entry nobody asks for again expires and is computed on a request.
+func (s *Server) refreshAnswer(key recKey, version int64, model Model, view *userView) {
 	select {
 	case s.refreshes <- struct{}{}:
 	default:
+		s.cache.unask(&key)
 		return
 	}
 	s.metrics.cacheRefresh.Inc()
@@ -305,8 +317,14 @@ func (s *Server) refreshAnswer(key recKey, model Model, view *userView) {
 		if key.exclude && view.exclude != nil {
 			q.Exclude = view.exclude
 		}
+		t0 := time.Now()
 		items := model.Recommend(&q, key.n, nil)
-		s.cache.put(&key, s.now().UnixNano(), items)
+		s.cache.put(&key, s.now().UnixNano(), version, items)
+		// Renewals are background work that comes in bursts (every hot
+		// answer after a swap): each slot rests three times what the
+		// renewal took before taking the next, so renewals use at most a
+		// quarter of a core per slot and leave the rest to requests.
+		time.Sleep(3 * time.Since(t0))
 	}()
 }
 

@@ -14,6 +14,7 @@ type metrics struct {
 	swaps     prometheus.Counter
 	swapFails *prometheus.CounterVec
 	version   prometheus.Gauge
+	decode    prometheus.Histogram
 	accepted  prometheus.Counter
 	rejected  *prometheus.CounterVec
 	breaker   prometheus.Gauge
@@ -22,9 +23,11 @@ type metrics struct {
 	cacheMiss prometheus.Counter
 	// cacheRefresh counts hits that started a background renewal.
 	cacheRefresh prometheus.Counter
-	userState    *prometheus.CounterVec
-	stateSame    prometheus.Counter
-	stateNew     prometheus.Counter
+	// cacheStale counts hits answered by the previous model after a swap.
+	cacheStale prometheus.Counter
+	userState  *prometheus.CounterVec
+	stateSame  prometheus.Counter
+	stateNew   prometheus.Counter
 
 	// Observers are resolved once per (route, status) so the hot path does
 	// no label hashing.
@@ -63,6 +66,10 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 		version: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamrec_serve_snapshot_version", Help: "Version of the serving snapshot (0 when none).",
 		}),
+		decode: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamrec_serve_snapshot_decode_seconds", Help: "Time to verify and decode a snapshot before it is swapped in (wall clock, beside the requests).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 10),
+		}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamrec_serve_events_accepted_total", Help: "Events accepted by POST /v1/events and written to Kafka.",
 		}),
@@ -73,7 +80,7 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 			Name: "streamrec_serve_feature_breaker_open", Help: "1 while the feature-store breaker is open (answers degraded without trying Redis).",
 		}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss; refresh: a hit in the answer's last quarter of TTL that started its renewal in the background).",
+			Name: "streamrec_serve_cache_requests_total", Help: "Recommendation cache lookups by result (hit, miss; refresh: a hit that started its renewal in the background, in the answer's last quarter of TTL or after a swap; stale: a hit answered by the previous model within the swap grace).",
 		}, []string{"result"}),
 		userState: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamrec_serve_user_state_reads_total", Help: "Feature-store reads of a user's state by result: current (the kept view was up to date, known without a read or from a stamp check) or changed (the whole state was read).",
@@ -81,12 +88,12 @@ func newMetrics(reg *prometheus.Registry, age func() float64) (*metrics, error) 
 		observers: map[routeStatus]routeObs{},
 	}
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
-	m.cacheRefresh = m.cache.WithLabelValues("refresh")
+	m.cacheRefresh, m.cacheStale = m.cache.WithLabelValues("refresh"), m.cache.WithLabelValues("stale")
 	m.stateSame, m.stateNew = m.userState.WithLabelValues("current"), m.userState.WithLabelValues("changed")
 	age1 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "streamrec_serve_snapshot_age_seconds", Help: "Age of the serving snapshot since the learner created it (0 when none).",
 	}, age)
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.accepted, m.rejected, m.breaker, m.cache, m.userState, age1} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.swaps, m.swapFails, m.version, m.decode, m.accepted, m.rejected, m.breaker, m.cache, m.userState, age1} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

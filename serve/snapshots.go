@@ -123,7 +123,9 @@ func (s *Server) fetchFailed(err error) {
 // serving snapshot stays and the failure is counted. It is what the snapshot
 // loop calls; the embedded mode may also call it directly.
 func (s *Server) Load(version int64, blob []byte) error {
+	t0 := time.Now()
 	m, info, err := s.decode(blob)
+	took := time.Since(t0)
 	if err != nil {
 		s.metrics.swapFails.WithLabelValues("decode").Inc()
 		return fmt.Errorf("snapshot %d: %w", version, err)
@@ -134,13 +136,17 @@ func (s *Server) Load(version int64, blob []byte) error {
 	if info.Size == 0 {
 		info.Size = len(blob)
 	}
-	old := s.cur.Swap(&loaded{model: m, info: info, loadedAt: s.now()})
 	if s.cache != nil {
-		s.cache.reset() // the old version's answers can no longer be hit; free them
+		// Before the swap: from here on only the new model's answers are
+		// stored, so no request can see the new version and then an
+		// older one.
+		s.cache.swapped(s.now().UnixNano(), info.Version, s.cfg.SwapGrace)
 	}
+	old := s.cur.Swap(&loaded{model: m, info: info, loadedAt: s.now()})
 	s.metrics.swaps.Inc()
+	s.metrics.decode.Observe(took.Seconds())
 	s.metrics.version.Set(float64(info.Version))
-	ev := s.log.Info().Int64("version", info.Version).Int("bytes", info.Size).Int("items", info.Items)
+	ev := s.log.Info().Int64("version", info.Version).Int("bytes", info.Size).Int("items", info.Items).Dur("decode", took)
 	if old != nil {
 		ev = ev.Int64("previous", old.info.Version)
 	}

@@ -19,7 +19,17 @@ import (
 // model (every score equals model_version), versions never go backwards for
 // a client, corrupt snapshots are counted and never served.
 func TestHotSwapUnderLoad(t *testing.T) {
-	f := newFixture(t, func(c *Config, d *Deps) { c.PollInterval = 5 * time.Millisecond })
+	t.Run("swap grace", func(t *testing.T) { hotSwapUnderLoad(t, time.Second) })
+	t.Run("no grace", func(t *testing.T) { hotSwapUnderLoad(t, 0) })
+}
+
+// hotSwapUnderLoad runs TestHotSwapUnderLoad with the given swap grace.
+// Without one, a client never sees the version go back. With one, a
+// recommendation may still come from the model the last swap replaced (see
+// Config.SwapGrace) and says so, but never from an older one, and each path
+// on its own never goes back.
+func hotSwapUnderLoad(t *testing.T, grace time.Duration) {
+	f := newFixture(t, func(c *Config, d *Deps) { c.PollInterval, c.SwapGrace = 5*time.Millisecond, grace })
 	f.snaps.publish(1, fakeBlob(1, 50))
 	ctx, cancel := context.WithCancel(context.Background())
 	loopDone := make(chan error, 1)
@@ -37,7 +47,8 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var last int64
+			var last int64               // the newest version this client saw
+			lastOn := map[string]int64{} // per path
 			for !stop.Load() {
 				path := "/v1/users/u1/recommendations?n=20"
 				if requests.Load()%3 == 0 {
@@ -56,11 +67,16 @@ func TestHotSwapUnderLoad(t *testing.T) {
 					failures <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 					return
 				}
-				if r.ModelVersion < last || r.ModelVersion%10 == 0 {
-					failures <- fmt.Sprintf("version %d after %d (multiples of 10 are corrupt)", r.ModelVersion, last)
+				floor := last
+				if grace > 0 && path != "/v1/popular?n=20" {
+					floor = previousGood(last)
+				}
+				if r.ModelVersion < floor || r.ModelVersion < lastOn[path] || r.ModelVersion%10 == 0 {
+					failures <- fmt.Sprintf("%s: version %d after %d (%d on this path; multiples of 10 are corrupt)",
+						path, r.ModelVersion, last, lastOn[path])
 					return
 				}
-				last = r.ModelVersion
+				last, lastOn[path] = max(last, r.ModelVersion), r.ModelVersion
 				for _, it := range r.Items {
 					if int64(it.Score) != r.ModelVersion {
 						failures <- fmt.Sprintf("mixed versions: item %s scored by %v in model %d", it.Item, it.Score, r.ModelVersion)
@@ -108,6 +124,16 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		t.Fatalf("only %d requests ran", requests.Load())
 	}
 	t.Logf("%d requests across %d swaps", requests.Load(), want)
+}
+
+// previousGood is the version served before v in hotSwapUnderLoad, where
+// multiples of 10 are corrupt and never served.
+func previousGood(v int64) int64 {
+	p := v - 1
+	if p%10 == 0 {
+		p--
+	}
+	return max(p, 0)
 }
 
 // TestCorruptSnapshotKeepsOld: a corrupt current snapshot never replaces the
