@@ -10,14 +10,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -80,6 +81,15 @@ func envDuration(name string, def time.Duration) time.Duration {
 // shared machine is at the mercy of whatever else runs then;
 // SERVE_LOAD_CHURN (e.g. 5s) publishes a new snapshot that often during the
 // serve runs, as the learner does in production.
+//
+// The open-loop and wrk targets are processes of their own (loadproc_test.go):
+// the streamrec binary, built here and run as `streamrec serve` against the
+// same Redis, and this test binary as the trivial handler. SERVE_LOAD_INPROC=1
+// serves both from this process instead, beside the load generator, as the
+// benchmark did before; SERVE_LOAD_TRACE (a file) then writes a runtime
+// execution trace of the first serve round (go tool trace -pprof=sched FILE).
+// The in-process server also gives the allocation and CPU figures per
+// request either way.
 func BenchmarkServeLoad(b *testing.B) {
 	dir := mlLatestSmall(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -129,7 +139,9 @@ func BenchmarkServeLoad(b *testing.B) {
 	if err := snaps.Publish(ctx, info, blob); err != nil {
 		b.Fatal(err)
 	}
-	// The cache-off server keeps version 1: churn is measured on the default one.
+	inproc := os.Getenv("SERVE_LOAD_INPROC") == "1"
+	// The cache-off server keeps version 1: churn is measured on the default
+	// one. So does the in-process server when the targets are processes.
 	fixed := learner.NewMemorySnapshots(1)
 	if err := fixed.Publish(ctx, info, blob); err != nil {
 		b.Fatal(err)
@@ -159,8 +171,27 @@ func BenchmarkServeLoad(b *testing.B) {
 		}
 		return srv, "http://" + ln.Addr().String()
 	}
-	srv, base := startServer(envDuration("SERVE_LOAD_CACHE_TTL", DefaultConfig().CacheTTL), snaps)
-	_, baseNoCache := startServer(0, fixed)
+	cacheTTL := envDuration("SERVE_LOAD_CACHE_TTL", DefaultConfig().CacheTTL)
+	var (
+		srv                *Server
+		base, baseNoCache  string
+		serveProc, nocache *childProc
+		bin                string
+	)
+	if inproc {
+		srv, base = startServer(cacheTTL, snaps)
+		_, baseNoCache = startServer(0, fixed)
+	} else {
+		srv, _ = startServer(cacheTTL, fixed)
+		bin = buildStreamrec(b, b.TempDir())
+		flags := []string{"--cache-ttl", cacheTTL.String()}
+		if storeClient == client {
+			flags = append(flags, "--redis-client-cache", "0")
+		}
+		serveProc = startServeChild(b, bin, "serve", rs.Addr(), flags...)
+		base = serveProc.base
+	}
+	b.Logf("targets: %s", map[bool]string{true: "in this process, beside the load generator", false: "processes of their own (streamrec serve, trivial handler)"}[inproc])
 
 	// Users: every known user, plus 10% unknown ones (cold start).
 	seenUser := map[string]bool{}
@@ -188,7 +219,6 @@ func BenchmarkServeLoad(b *testing.B) {
 		order[i] = int(x % uint32(len(paths)))
 	}
 	serveURL := func(i int) string { return base + paths[order[i%len(order)]] }
-	noCacheURL := func(i int) string { return baseNoCache + paths[order[i%len(order)]] }
 
 	// Allocations of one in-process request on the real path (Redis read
 	// included, go-redis's own allocations too), cache hit and model run.
@@ -226,26 +256,45 @@ func BenchmarkServeLoad(b *testing.B) {
 		sample.Body.Close()
 	}
 	b.Logf("sample answer (%d bytes): %.300s", len(body), body)
-	tln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	var trivialBase string
+	var trivialProc *childProc
+	if inproc {
+		tln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		trivial := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+		})}
+		go trivial.Serve(tln)
+		defer trivial.Close()
+		trivialBase = "http://" + tln.Addr().String()
+	} else {
+		trivialProc = startTrivialChild(b, body)
+		trivialBase = trivialProc.base
 	}
-	trivial := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-	})}
-	go trivial.Serve(tln)
-	defer trivial.Close()
-	trivialURL := func(i int) string { return "http://" + tln.Addr().String() + paths[order[i%len(order)]] }
+	trivialURL := func(i int) string { return trivialBase + paths[order[i%len(order)]] }
 
 	b.Logf("machine: %d CPUs (GOMAXPROCS %d), load average %s", runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg())
 	open := loadgen.Config{Rate: 2000, Duration: runDur, Warmup: 2 * time.Second, MaxInFlight: 4000, Timeout: 5 * time.Second}
+	// SERVE_LOAD_TIMELINE=1 logs, per serve round, the 100 ms windows whose
+	// p99 passes 5 ms, with the snapshot publications, to see what a slow
+	// window lines up with.
+	tl := newTimeline(os.Getenv("SERVE_LOAD_TIMELINE") == "1")
 	openRun := func(name string, url func(int) string) *loadgen.Result {
-		res, err := loadgen.Run(ctx, open, url)
+		cfg := open
+		if name == "serve" {
+			cfg.Observe = tl.observe
+		}
+		res, err := loadgen.Run(ctx, cfg, url)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("%-16s @2000/s open loop: %s", name, res)
+		if name == "serve" {
+			tl.report(b)
+		}
 		if res.FirstErr != "" {
 			b.Logf("%-16s first error: %s", name, res.FirstErr)
 		}
@@ -273,6 +322,7 @@ func BenchmarkServeLoad(b *testing.B) {
 					case <-cctx.Done():
 						return
 					case <-tick.C:
+						tl.mark(fmt.Sprintf("publish v%d", infos[next].Version))
 						if err := snaps.Publish(cctx, infos[next], blobs[next]); err != nil && cctx.Err() == nil {
 							b.Errorf("churn: publish %d: %v", infos[next].Version, err)
 							return
@@ -283,7 +333,9 @@ func BenchmarkServeLoad(b *testing.B) {
 			}()
 			stopChurn = func() { cancel(); <-done }
 		}
+		stopTrace := startTrace(b, inproc && next == 1)
 		res = openRun("serve", serveURL)
+		stopTrace()
 		stopChurn()
 		runtime.GC()
 		tres = openRun("trivial", trivialURL)
@@ -293,13 +345,46 @@ func BenchmarkServeLoad(b *testing.B) {
 	slices.Sort(serveP99)
 	slices.Sort(trivialP99)
 	b.Logf("open loop p99 over %d round(s): serve %v, trivial %v", rounds, serveP99, trivialP99)
-	if churn > 0 {
-		b.Logf("churn: a new snapshot every %v during the serve runs; serving version %d, %.0f swaps", churn, srv.ModelVersion(), testutilCounter(srv.metrics.swaps))
+	// The serving target's own counters.
+	metric := func(name string) float64 {
+		if !inproc {
+			return serveProc.metric(name)
+		}
+		m, err := srv.deps.Registry.Gather()
+		if err != nil {
+			return 0
+		}
+		for _, f := range m {
+			for _, x := range f.GetMetric() {
+				id := f.GetName()
+				for _, l := range x.GetLabel() {
+					id += `{` + l.GetName() + `="` + l.GetValue() + `"}`
+				}
+				if id == name {
+					if c := x.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return x.GetGauge().GetValue()
+				}
+			}
+		}
+		return 0
 	}
-	hits0 := testutilCounter(srv.metrics.cacheHit)
-	misses0 := testutilCounter(srv.metrics.cacheMiss)
-	b.Logf("serve cache: %.0f hits, %.0f misses so far", hits0, misses0)
+	if churn > 0 {
+		b.Logf("churn: a new snapshot every %v during the serve runs; serving version %.0f, %.0f swaps", churn,
+			metric("streamrec_serve_snapshot_version"), metric("streamrec_serve_snapshot_swaps_total"))
+	}
+	cacheCount := func(result string) float64 {
+		return metric(`streamrec_serve_cache_requests_total{result="` + result + `"}`)
+	}
+	b.Logf("serve cache: %.0f hits (%.0f of them answered by the previous model after a swap), %.0f misses, %.0f background renewals so far",
+		cacheCount("hit"), cacheCount("stale"), cacheCount("miss"), cacheCount("refresh"))
 	runtime.GC()
+	if !inproc {
+		nocache = startServeChild(b, bin, "serve, no cache", rs.Addr(), "--cache-ttl", "0")
+		baseNoCache = nocache.base
+	}
+	noCacheURL := func(i int) string { return baseNoCache + paths[order[i%len(order)]] }
 	nres := openRun("serve, no cache", noCacheURL)
 
 	peak, _ := loadgen.Closed(ctx, 32, runDur/2, serveURL)
@@ -309,9 +394,13 @@ func BenchmarkServeLoad(b *testing.B) {
 
 	wrkPaths := paths[:min(len(paths), 700)]
 	redisCPU := func() time.Duration { return redisCPUTime(ctx, client) }
-	wrkServe := runWrk(b, "serve", base, wrkPaths, runDur/2, redisCPU)
-	wrkTrivial := runWrk(b, "trivial", "http://"+tln.Addr().String(), wrkPaths, runDur/2, nil)
-	wrkNoCache := runWrk(b, "serve, no cache", baseNoCache, wrkPaths, runDur/2, redisCPU)
+	serveCPU, trivialCPU, noCacheCPU := cpuTime, cpuTime, cpuTime
+	if !inproc {
+		serveCPU, trivialCPU, noCacheCPU = serveProc.cpu, trivialProc.cpu, nocache.cpu
+	}
+	wrkServe := runWrk(b, "serve", base, wrkPaths, runDur/2, serveCPU, redisCPU)
+	wrkTrivial := runWrk(b, "trivial", trivialBase, wrkPaths, runDur/2, trivialCPU, nil)
+	wrkNoCache := runWrk(b, "serve, no cache", baseNoCache, wrkPaths, runDur/2, noCacheCPU, redisCPU)
 
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	b.ReportMetric(ms(res.Latency.Quantile(0.5)), "p50_ms")
@@ -330,7 +419,102 @@ func BenchmarkServeLoad(b *testing.B) {
 	b.ReportMetric(0, "ns/op") // one run; ns/op means nothing here
 }
 
-func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
+// timeline buckets request latencies into 100 ms windows by scheduled
+// start, and marks events (snapshot publications) among them.
+type timeline struct {
+	on    bool
+	mu    sync.Mutex
+	lat   map[int64][]time.Duration
+	marks map[int64][]string
+}
+
+func newTimeline(on bool) *timeline {
+	return &timeline{on: on, lat: map[int64][]time.Duration{}, marks: map[int64][]string{}}
+}
+
+const timelineWindow = int64(100 * time.Millisecond)
+
+func (t *timeline) observe(at time.Time, lat time.Duration) {
+	if !t.on {
+		return
+	}
+	t.mu.Lock()
+	w := at.UnixNano() / timelineWindow
+	t.lat[w] = append(t.lat[w], lat)
+	t.mu.Unlock()
+}
+
+func (t *timeline) mark(what string) {
+	if !t.on {
+		return
+	}
+	t.mu.Lock()
+	w := time.Now().UnixNano() / timelineWindow
+	t.marks[w] = append(t.marks[w], what)
+	t.mu.Unlock()
+}
+
+// report logs the slow windows and the marks, in time order, and resets.
+func (t *timeline) report(b *testing.B) {
+	if !t.on {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ws []int64
+	for w := range t.lat {
+		ws = append(ws, w)
+	}
+	for w := range t.marks {
+		if _, ok := t.lat[w]; !ok {
+			ws = append(ws, w)
+		}
+	}
+	slices.Sort(ws)
+	var sb strings.Builder
+	var first int64
+	if len(ws) > 0 {
+		first = ws[0]
+	}
+	for _, w := range ws {
+		l := t.lat[w]
+		slices.Sort(l)
+		var p99, mx time.Duration
+		if len(l) > 0 {
+			p99, mx = l[len(l)*99/100], l[len(l)-1]
+		}
+		if p99 > 5*time.Millisecond || len(t.marks[w]) > 0 {
+			fmt.Fprintf(&sb, "  +%5.1fs  n %4d  p99 %6.2fms  max %6.2fms  %s\n", float64(w-first)*float64(timelineWindow)/1e9,
+				len(l), float64(p99)/1e6, float64(mx)/1e6, strings.Join(t.marks[w], ", "))
+		}
+	}
+	b.Logf("timeline (100 ms windows with p99 > 5 ms, and publications):\n%s", sb.String())
+	clear(t.lat)
+	clear(t.marks)
+}
+
+// startTrace starts a runtime trace into $SERVE_LOAD_TRACE when first is
+// true and the variable is set; the returned func stops it.
+func startTrace(b *testing.B, first bool) func() {
+	path := os.Getenv("SERVE_LOAD_TRACE")
+	if !first || path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := trace.Start(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+		b.Logf("trace of the first serve round: %s", path)
+	}
+}
 
 var (
 	wrkRPS   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
@@ -358,10 +542,10 @@ func redisCPUTime(ctx context.Context, c interface {
 
 // runWrk measures peak req/s with wrk (2 threads, 64 connections) cycling
 // through paths; 0 when wrk is not installed. It also reports the CPU the
-// server (this process) and Redis spent per request, which does not depend
-// on what else runs on the machine: 2 cores / that is the capacity of a
-// dedicated 2-core machine.
-func runWrk(b *testing.B, name, base string, paths []string, d time.Duration, redisCPU func() time.Duration) float64 {
+// server (serverCPU: its process's CPU time) and Redis spent per request,
+// which does not depend on what else runs on the machine: 2 cores / that is
+// the capacity of a dedicated 2-core machine.
+func runWrk(b *testing.B, name, base string, paths []string, d time.Duration, serverCPU, redisCPU func() time.Duration) float64 {
 	bin, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Logf("wrk not installed; peak from the Go client only")
@@ -382,9 +566,9 @@ func runWrk(b *testing.B, name, base string, paths []string, d time.Duration, re
 	if redisCPU != nil {
 		r0 = redisCPU()
 	}
-	c0 := cpuTime()
+	c0 := serverCPU()
 	out, err := exec.Command(bin, "-t2", "-c64", "-d"+strconv.Itoa(secs)+"s", "--latency", "-s", script, base).CombinedOutput()
-	serverCPU := cpuTime() - c0
+	srvCPU := serverCPU() - c0
 	var rCPU time.Duration
 	if redisCPU != nil {
 		rCPU = redisCPU() - r0
@@ -396,9 +580,9 @@ func runWrk(b *testing.B, name, base string, paths []string, d time.Duration, re
 	b.Logf("%s: wrk -t2 -c64 -d%ds --latency %s:\n%s", name, secs, base, out)
 	if m := wrkTotal.FindSubmatch(out); m != nil {
 		n, _ := strconv.ParseFloat(string(m[1]), 64)
-		per := (serverCPU + rCPU).Seconds() / n
+		per := (srvCPU + rCPU).Seconds() / n
 		b.Logf("%s: CPU per request: server %.3f ms + redis %.3f ms = %.3f ms → %.0f req/s on 2 dedicated cores (CPU-time bound, load generator excluded)",
-			name, serverCPU.Seconds()*1e3/n, rCPU.Seconds()*1e3/n, per*1e3, 2/per)
+			name, srvCPU.Seconds()*1e3/n, rCPU.Seconds()*1e3/n, per*1e3, 2/per)
 	}
 	m := wrkRPS.FindSubmatch(out)
 	if m == nil {

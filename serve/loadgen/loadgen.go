@@ -24,6 +24,10 @@ type Config struct {
 	MaxInFlight int
 	// Timeout is the client timeout per request.
 	Timeout time.Duration
+	// Observe, when set, is called (concurrently) with each recorded
+	// request's scheduled start and latency, e.g. to line latency up with
+	// events on the target.
+	Observe func(at time.Time, latency time.Duration)
 }
 
 // Validate checks the configuration.
@@ -144,6 +148,9 @@ func Run(ctx context.Context, cfg Config, url func(i int) string) (*Result, erro
 				errOnce.Do(func() { res.FirstErr = resp.Status })
 			default:
 				res.Latency.Record(lat)
+				if cfg.Observe != nil {
+					cfg.Observe(at, lat)
+				}
 			}
 		}(i, at, record)
 	}
