@@ -41,9 +41,14 @@ type Config struct {
 	PollInterval time.Duration
 	// ShutdownTimeout bounds the graceful drain at shutdown.
 	ShutdownTimeout time.Duration
-	// CacheTTL keeps a recommendation answer for reuse while the model
-	// version and the user's features (event count, last event, vector) are
-	// unchanged, for at most this long; 0 disables the cache. A hit in the
+	// CacheTTL keeps a recommendation answer for reuse while the user's
+	// features (event count, last event, vector) are unchanged, for at most
+	// this long; 0 disables the cache. A new model renews answers on their
+	// first hit after the swap (SwapGrace), so the TTL only bounds the drift
+	// of time-dependent scores: popularity decay (a 7-day half-life by
+	// default) and the ranker's time-of-day features, which move over hours.
+	// 10 s keeps that drift negligible; a shorter TTL recomputes unchanged
+	// answers more often than the learner publishes models. A hit in the
 	// TTL's last quarter renews the answer in the background (at most
 	// maxRefreshes at once), so a user asked for often does not wait for
 	// the model when it expires.
@@ -86,7 +91,7 @@ func DefaultConfig() Config {
 		BreakerCooldown: 500 * time.Millisecond,
 		PollInterval:    time.Second,
 		ShutdownTimeout: 10 * time.Second,
-		CacheTTL:        2 * time.Second,
+		CacheTTL:        10 * time.Second,
 		CacheSize:       100000,
 		SwapGrace:       time.Second,
 		UserCacheItems:  1 << 20,

@@ -264,7 +264,7 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 					s.metrics.cacheMiss.Inc()
 				}
 				if refresh {
-					s.refreshAnswer(key, version, model, view)
+					s.renewAnswer(key, view)
 				}
 			}
 			if !hit {
@@ -297,35 +297,6 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 	b = append(b, "}\n"...)
 	*bp = b
 	return writeJSON(w, http.StatusOK, b)
-}
-
-// refreshAnswer recomputes a cached answer with model (of version) in the
-// background (the hit that asked for it was answered from the cache), at
-// most maxRefreshes at once: when all are busy a later hit asks again, and
-// an entry nobody asks for again expires and is computed on a request.
-func (s *Server) refreshAnswer(key recKey, version int64, model Model, view *userView) {
-	select {
-	case s.refreshes <- struct{}{}:
-	default:
-		s.cache.unask(&key)
-		return
-	}
-	s.metrics.cacheRefresh.Inc()
-	go func() {
-		defer func() { <-s.refreshes }()
-		q := learner.Query{User: &view.user, Category: key.category, TS: s.now().UnixMilli()}
-		if key.exclude && view.exclude != nil {
-			q.Exclude = view.exclude
-		}
-		t0 := time.Now()
-		items := model.Recommend(&q, key.n, nil)
-		s.cache.put(&key, s.now().UnixNano(), version, items)
-		// Renewals are background work that comes in bursts (every hot
-		// answer after a swap): each slot rests three times what the
-		// renewal took before taking the next, so renewals use at most a
-		// quarter of a core per slot and leave the rest to requests.
-		time.Sleep(3 * time.Since(t0))
-	}()
 }
 
 // appendItems appends scored items with their titles and categories (empty

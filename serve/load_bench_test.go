@@ -334,8 +334,17 @@ func BenchmarkServeLoad(b *testing.B) {
 			stopChurn = func() { cancel(); <-done }
 		}
 		stopTrace := startTrace(b, inproc && next == 1)
+		var profiled <-chan struct{}
+		if next == 1 && !inproc {
+			// SERVE_LOAD_PPROF (a file): a CPU profile of the serve process
+			// over the first round.
+			profiled = serveProc.profile(b, runDur)
+		}
 		res = openRun("serve", serveURL)
 		stopTrace()
+		if profiled != nil {
+			<-profiled
+		}
 		stopChurn()
 		runtime.GC()
 		tres = openRun("trivial", trivialURL)
@@ -401,6 +410,11 @@ func BenchmarkServeLoad(b *testing.B) {
 	wrkServe := runWrk(b, "serve", base, wrkPaths, runDur/2, serveCPU, redisCPU)
 	wrkTrivial := runWrk(b, "trivial", trivialBase, wrkPaths, runDur/2, trivialCPU, nil)
 	wrkNoCache := runWrk(b, "serve, no cache", baseNoCache, wrkPaths, runDur/2, noCacheCPU, redisCPU)
+	if !inproc {
+		// A degraded answer (popularity, the feature store too slow or the
+		// breaker open) is cheap: the figures above count only if these are 0.
+		b.Logf("degraded answers: serve %s; no cache %s", serveProc.metricSum("streamrec_serve_degraded_total"), nocache.metricSum("streamrec_serve_degraded_total"))
+	}
 
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	b.ReportMetric(ms(res.Latency.Quantile(0.5)), "p50_ms")

@@ -66,6 +66,39 @@ type childProc struct {
 	cmd  *exec.Cmd
 	log  string
 	addr chan string // what the child printed as "ADDR host:port"
+	// admin is the admin (pprof) base URL, with SERVE_LOAD_PPROF.
+	admin string
+}
+
+// profile starts a CPU profile of d of the child into $SERVE_LOAD_PPROF
+// (when set and the child has an admin address); wait for the returned
+// channel to close.
+func (p *childProc) profile(b *testing.B, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	path := os.Getenv("SERVE_LOAD_PPROF")
+	if path == "" || p == nil || p.admin == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.admin, int(d.Seconds())))
+		if err != nil {
+			b.Errorf("profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			b.Errorf("profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			b.Errorf("profile: %v", err)
+		}
+	}()
+	return done
 }
 
 // cpu is the process's user + system CPU time, from /proc (0 elsewhere).
@@ -104,6 +137,30 @@ func (p *childProc) metric(sample string) float64 {
 	return 0
 }
 
+// metricSum lists the samples of a metric family by labels, and their sum.
+func (p *childProc) metricSum(family string) string {
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var parts []string
+	var sum float64
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, family); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			parts = append(parts, rest)
+			if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+				f, _ := strconv.ParseFloat(rest[i+1:], 64)
+				sum += f
+			}
+		}
+	}
+	return fmt.Sprintf("%.0f %v", sum, parts)
+}
+
 // startTrivialChild runs this test binary as the trivial server of body.
 func startTrivialChild(b *testing.B, body []byte) *childProc {
 	b.Helper()
@@ -137,6 +194,16 @@ func startServeChild(b *testing.B, bin, name, redisAddr string, flags ...string)
 	}
 	addr := ln.Addr().String()
 	ln.Close() // a free port, for the child to take
+	var admin string
+	if os.Getenv("SERVE_LOAD_PPROF") != "" {
+		aln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		admin = aln.Addr().String()
+		aln.Close()
+		flags = append(flags, "--admin-addr", admin)
+	}
 	level := "warn"
 	if os.Getenv("SERVE_LOAD_CHILD_LOGS") != "" {
 		level = "info" // with the swaps' timings
@@ -145,6 +212,9 @@ func startServeChild(b *testing.B, bin, name, redisAddr string, flags ...string)
 	cmd := exec.Command(bin, args...)
 	p := startChild(b, name, cmd)
 	p.base = "http://" + addr
+	if admin != "" {
+		p.admin = "http://" + admin
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(p.base + "/readyz")

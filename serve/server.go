@@ -34,8 +34,10 @@ type Server struct {
 	metrics *metrics
 	breaker *breaker
 	cache   *recCache // nil when disabled
-	// refreshes bounds the background renewals of cached answers.
+	// refreshes holds a slot per running renewal worker (renew.go), and
+	// renewals the queued renewals of cached answers.
 	refreshes chan struct{}
+	renewals  chan renewal
 	views     *userViews     // nil when disabled
 	batcher   *coalescer     // nil when disabled or the store cannot batch
 	current   currentChecker // nil when the store cannot tell without I/O
@@ -97,6 +99,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.CacheTTL > 0 {
 		s.cache = newRecCache(cfg.CacheTTL, cfg.CacheSize)
 		s.refreshes = make(chan struct{}, maxRefreshes)
+		s.renewals = make(chan renewal, renewQueue)
 	}
 	if cfg.UserCacheItems > 0 {
 		s.views = newUserViews(cfg.UserCacheItems)

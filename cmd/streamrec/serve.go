@@ -38,7 +38,7 @@ func runServe(ctx context.Context, args []string, env Env) error {
 	fs.IntVar(&cfg.DefaultN, "default-n", cfg.DefaultN, "n when a request gives none")
 	fs.DurationVar(&cfg.FeatureTimeout, "feature-timeout", cfg.FeatureTimeout, "budget of the per-request feature read; past it answers are degraded")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "budget of Kafka writes and admin requests")
-	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", cfg.CacheTTL, "reuse a recommendation while the model and the user's features are unchanged, at most this long (0: off)")
+	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", cfg.CacheTTL, "reuse a recommendation while the user's features are unchanged, at most this long; a new model renews it in the background (0: off)")
 	fs.IntVar(&cfg.CacheSize, "cache-size", cfg.CacheSize, "cached recommendation answers kept")
 	fs.DurationVar(&cfg.SwapGrace, "cache-swap-grace", cfg.SwapGrace, "after a new snapshot, answer from the previous model's cached answers for at most this long while the new model's are computed in the background (0: recompute on the request)")
 	fs.IntVar(&cfg.UserCacheItems, "user-cache-items", cfg.UserCacheItems, "items (seen-sets and recent lists) of user states kept between requests, so an unchanged user costs a stamp check (0: read the whole state every time)")
