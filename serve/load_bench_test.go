@@ -139,6 +139,14 @@ func BenchmarkServeLoad(b *testing.B) {
 	if err := snaps.Publish(ctx, info, blob); err != nil {
 		b.Fatal(err)
 	}
+	// SERVE_LOAD_CHURN_ELSEWHERE=1 publishes the churn snapshots into another
+	// Redis database, which the servers do not serve from: the same work for
+	// the publisher and Redis, no swap in the servers. A control, to tell
+	// the cost of publishing (on these shared cores) from that of swapping.
+	churnSnaps := snaps
+	if os.Getenv("SERVE_LOAD_CHURN_ELSEWHERE") == "1" {
+		churnSnaps = learner.NewRedisSnapshots(rs.Client(b, func(o *redis.Options) *redis.Options { o.DB = 1; return o }), 5, zerolog.Nop())
+	}
 	inproc := os.Getenv("SERVE_LOAD_INPROC") == "1"
 	// The cache-off server keeps version 1: churn is measured on the default
 	// one. So does the in-process server when the targets are processes.
@@ -323,7 +331,7 @@ func BenchmarkServeLoad(b *testing.B) {
 						return
 					case <-tick.C:
 						tl.mark(fmt.Sprintf("publish v%d", infos[next].Version))
-						if err := snaps.Publish(cctx, infos[next], blobs[next]); err != nil && cctx.Err() == nil {
+						if err := churnSnaps.Publish(cctx, infos[next], blobs[next]); err != nil && cctx.Err() == nil {
 							b.Errorf("churn: publish %d: %v", infos[next].Version, err)
 							return
 						}
