@@ -708,33 +708,7 @@ func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []f
 // entries are the k largest keys (ties: lower index first), in O(n)
 // expected time; neither part is sorted.
 func rkSelectTop(order []int32, key []float64, k int) {
-	before := func(a, b int32) bool { return key[a] > key[b] || (key[a] == key[b] && a < b) }
-	lo, hi := 0, len(order)-1
-	for lo < hi {
-		p := order[lo+(hi-lo)/2]
-		i, j := lo, hi
-		for i <= j {
-			for before(order[i], p) {
-				i++
-			}
-			for before(p, order[j]) {
-				j--
-			}
-			if i <= j {
-				order[i], order[j] = order[j], order[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case k-1 <= j:
-			hi = j
-		case k-1 >= i:
-			lo = i
-		default:
-			return
-		}
-	}
+	selectFirst(order, k, func(a, b int32) bool { return key[a] > key[b] || (key[a] == key[b] && a < b) })
 }
 
 func rkGrow(v []float64, n int) []float64 {

@@ -237,27 +237,24 @@ func appendBest(dst []topEntry, keys []uint64, k int) []topEntry {
 }
 
 // selectSmallest reorders a so that its k smallest values come first, in
-// no particular order (Hoare's selection; 0 < k <= len(a)).
+// no particular order (0 < k <= len(a)).
 func selectSmallest(a []uint64, k int) {
+	selectFirst(a, k, func(x, y uint64) bool { return x < y })
+}
+
+// selectFirst reorders a so that its k first entries (0 < k <= len(a)) are
+// the k that come first by before (a strict order), in O(n) expected time
+// (Hoare's selection); neither part is sorted.
+func selectFirst[T any](a []T, k int, before func(x, y T) bool) {
 	lo, hi, want := 0, len(a)-1, k-1
 	for lo < hi {
-		mid := lo + (hi-lo)/2
-		if a[mid] < a[lo] {
-			a[mid], a[lo] = a[lo], a[mid]
-		}
-		if a[hi] < a[lo] {
-			a[hi], a[lo] = a[lo], a[hi]
-		}
-		if a[hi] < a[mid] {
-			a[hi], a[mid] = a[mid], a[hi]
-		}
-		p := a[mid]
+		p := a[lo+(hi-lo)/2]
 		i, j := lo, hi
 		for i <= j {
-			for a[i] < p {
+			for before(a[i], p) {
 				i++
 			}
-			for a[j] > p {
+			for before(p, a[j]) {
 				j--
 			}
 			if i <= j {
