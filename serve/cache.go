@@ -73,10 +73,10 @@ func (c *recCache) shard(k *recKey) int {
 // get appends the cached items for k to dst, with the version of the model
 // that computed them. version is the serving model's: an entry of the
 // model it replaced is a hit only until the grace set by swapped ends, and
-// one of any other model is not. refresh is true for
-// the one hit per serving version that should renew the entry: the first in
-// the TTL's last quarter (see recEntry.refreshAt), or the first of an entry
-// from another version. A caller that cannot start the renewal calls unask.
+// one of any other model is not. refresh is true for the one hit per
+// serving version that should renew the entry: the first in the TTL's last
+// quarter (see recEntry.refreshAt), or the first of an entry from the
+// replaced model. A caller that cannot queue the renewal calls unask.
 func (c *recCache) get(k *recKey, now, version int64, dst []streamrec.Scored) (items []streamrec.Scored, from int64, hit, refresh bool) {
 	s := &c.shards[c.shard(k)]
 	s.mu.Lock()
@@ -110,9 +110,9 @@ func (c *recCache) unask(k *recKey) {
 	s.mu.Unlock()
 }
 
-// put stores the answer version computed for k, unless a newer model
-// serves already: an answer that finished computing after a swap must not
-// replace the new model's (a client would see the version go back).
+// put stores the answer that model version computed for k, unless another
+// model serves by now: an answer that finished computing after a swap must
+// not replace the new model's (a client would see the version go back).
 func (c *recCache) put(k *recKey, now, version int64, items []streamrec.Scored) {
 	ttl := int64(c.ttl)
 	e := recEntry{items: append([]streamrec.Scored(nil), items...), version: version, expires: now + ttl, refreshAt: now + ttl - ttl/4}
