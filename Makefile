@@ -27,6 +27,7 @@ lint:
 fuzz: ## run every fuzz target (decoders and data-spec parsers) for FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-60s} .
 	for f in FuzzSplitFields FuzzCSVLine FuzzJSONL; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${FUZZTIME:-60s} ./ingest/dataset || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotPayload$$' -fuzztime $${FUZZTIME:-60s} -fuzzminimizetime 5x ./learner
 
 results: build ## regenerate docs/results.md: replay --json on ../shared/data for every protocol (takes minutes)
 	$(GO) run ./learner/replay/cmd/results -bin bin/streamrec -out docs/results.md
