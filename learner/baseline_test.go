@@ -243,7 +243,7 @@ func TestBoundedTopMatchesSort(t *testing.T) {
 // ties, negative and zero scores, of every length around k.
 func TestAppendBestMatchesBoundedTop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	scores := []float32{0, 1, -1, 0.5, -0.25, 3, float32(math.Inf(1)), 1e-30, -1e30}
+	scores := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 0.5, -0.25, 3, float32(math.Inf(1)), float32(math.Inf(-1)), 1e-30, -1e30}
 	for _, k := range []int{1, 2, 5, 50} {
 		for _, n := range []int{0, 1, k - 1, k, k + 1, 3 * k, 400} {
 			if n < 0 {

@@ -199,6 +199,9 @@ func sortRanks(x []rankEntry) {
 // integers needs no comparator call, which is what makes building every
 // item's neighbour list at decode time cheap.
 func bestFirstKey(score float32, idx int32) uint64 {
+	if score == 0 {
+		score = 0 // -0 ties with +0, as in rankedBelow
+	}
 	f := math.Float32bits(score)
 	if f&(1<<31) != 0 {
 		f = ^f // negative: larger magnitude sorts lower
