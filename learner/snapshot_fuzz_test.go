@@ -18,13 +18,7 @@ import (
 // (Minimizing a new input of this size takes up to a minute by default,
 // during which the fuzzer reports 0 execs/s).
 func FuzzSnapshotPayload(f *testing.F) {
-	d := synthetic(f, 8, 16, 150)
-	tr := newTestTrainer(f, DefaultConfig(), "twostage")
-	train(f, tr, d)
-	blob, _, err := tr.Snapshot(1, nil, fixedNow())
-	if err != nil {
-		f.Fatal(err)
-	}
+	_, blob, _ := trainSyntheticSnapshot(f, 8, 16, 150, 1) // small: fast to mutate
 	payload, err := VerifySnapshot(blob)
 	if err != nil {
 		f.Fatal(err)

@@ -29,12 +29,19 @@ var trained struct {
 // returns the trainer and a snapshot blob of it.
 func trainSnapshot(t *testing.T, version int64) (*Trainer, []byte, SnapshotInfo) {
 	t.Helper()
-	d := synthetic(t, 60, 120, 2000)
-	tr := newTestTrainer(t, DefaultConfig(), "twostage")
-	train(t, tr, d)
+	return trainSyntheticSnapshot(t, 60, 120, 2000, version)
+}
+
+// trainSyntheticSnapshot is trainSnapshot on a synthetic set of the given
+// size.
+func trainSyntheticSnapshot(tb testing.TB, users, items, events int, version int64) (*Trainer, []byte, SnapshotInfo) {
+	tb.Helper()
+	d := synthetic(tb, users, items, events)
+	tr := newTestTrainer(tb, DefaultConfig(), "twostage")
+	train(tb, tr, d)
 	blob, info, err := tr.Snapshot(version, nil, fixedNow())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return tr, blob, info
 }
