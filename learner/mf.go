@@ -48,13 +48,15 @@ type MF struct {
 	// serving, set on immutable (decoded) models, selects the tight
 	// top-M scan; a learning model clears it.
 	serving bool
+
+	tag *indexTag // new whenever items is replaced (ItemSet)
 }
 
 // NewMF returns an untrained MF model seeded with seed.
 func NewMF(cfg MFConfig, seed int64) *MF {
 	pcg := rand.NewPCG(uint64(seed), 0x6d66)
 	return &MF{cfg: cfg, dim: cfg.Dims, users: newStrIndex(), items: newStrIndex(), cat: newItemCatalog(),
-		pcg: pcg, rnd: rand.New(pcg), lastU: -1, lastI: -1}
+		pcg: pcg, rnd: rand.New(pcg), lastU: -1, lastI: -1, tag: new(indexTag)}
 }
 
 // Name implements Model.
@@ -346,7 +348,7 @@ func (m *MF) prepare() { m.serving = true }
 
 // topInto pushes the items with the best b_j + v·q_i that pass the filters
 // into s.top (v = s.vec, or biases only when hasVec is false).
-func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, category string) {
+func (m *MF) topInto(s *queryScratch, hasVec bool, ex *itemFilter, category string) {
 	cat := int32(-1)
 	if category != "" {
 		c, ok := m.cat.category(category)
@@ -359,7 +361,7 @@ func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, ca
 		return
 	}
 	if m.serving && hasVec {
-		m.topServing(s, exclude, cat)
+		m.topServing(s, ex, cat)
 		return
 	}
 	n := m.items.len()
@@ -374,7 +376,7 @@ func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, ca
 		if cat >= 0 && !m.cat.in(int32(i), cat) {
 			continue
 		}
-		if exclude != nil && exclude(m.items.names[i]) {
+		if ex.excluded(m, int32(i)) {
 			continue
 		}
 		s.top.push(sc, int32(i))
@@ -387,7 +389,7 @@ func (m *MF) topInto(s *queryScratch, hasVec bool, exclude func(string) bool, ca
 // enter the heap. Scores are bit-identical to dot32's (the same four partial
 // sums in the same order) and items come in index order, so the results
 // equal the plain scan's.
-func (m *MF) topServing(s *queryScratch, exclude func(string) bool, cat int32) {
+func (m *MF) topServing(s *queryScratch, ex *itemFilter, cat int32) {
 	d, t := m.dim, &s.top
 	n := min(m.items.len(), len(m.bj), len(m.q)/d)
 	vec := s.vec[:d]
@@ -397,7 +399,7 @@ func (m *MF) topServing(s *queryScratch, exclude func(string) bool, cat int32) {
 		th = t.h[0].score
 	}
 	if d == 16 {
-		m.topServing16(s, exclude, cat, n, th, full)
+		m.topServing16(s, ex, cat, n, th, full)
 		return
 	}
 	for i := 0; i < n; i++ {
@@ -420,7 +422,7 @@ func (m *MF) topServing(s *queryScratch, exclude func(string) bool, cat int32) {
 		if cat >= 0 && !m.cat.in(int32(i), cat) {
 			continue
 		}
-		if exclude != nil && exclude(m.items.names[i]) {
+		if ex.excluded(m, int32(i)) {
 			continue
 		}
 		t.push(sc, int32(i))
@@ -437,7 +439,7 @@ const dotsBlock = 512
 // topServing16 is topServing for 16 factors (the default): scores come in
 // blocks from dots16 (SIMD on amd64, bit-identical to dot32), then one
 // compare per item against the heap minimum.
-func (m *MF) topServing16(s *queryScratch, exclude func(string) bool, cat int32, n int, th float32, full bool) {
+func (m *MF) topServing16(s *queryScratch, ex *itemFilter, cat int32, n int, th float32, full bool) {
 	t := &s.top
 	v := (*[16]float32)(s.vec[:16])
 	q, bias := m.q[:n*16], m.bj[:n]
@@ -456,7 +458,7 @@ func (m *MF) topServing16(s *queryScratch, exclude func(string) bool, cat int32,
 			if cat >= 0 && !m.cat.in(i, cat) {
 				continue
 			}
-			if exclude != nil && exclude(m.items.names[i]) {
+			if ex.excluded(m, i) {
 				continue
 			}
 			t.push(sc, i)
@@ -473,7 +475,9 @@ func (m *MF) Recommend(q *Query, k int, dst []streamrec.Scored) []streamrec.Scor
 	s := getQueryScratch()
 	defer putQueryScratch(s)
 	s.top.reset(k)
-	m.topInto(s, m.queryVector(s, q, 50), q.Exclude, q.Category)
+	ex := m.filterFor(s, q)
+	defer s.releaseFilter()
+	m.topInto(s, m.queryVector(s, q, 50), &ex, q.Category)
 	for _, c := range s.top.sorted() {
 		dst = append(dst, streamrec.Scored{Item: m.items.names[c.idx], Score: float64(c.score)})
 	}
@@ -543,6 +547,7 @@ func (m *MF) UnmarshalBinary(b []byte) error {
 	st := d.bytes()
 	m.users.decode(&d)
 	m.items.decode(&d)
+	m.tag = new(indexTag)
 	m.cat.decode(&d)
 	vs := make([][]float32, 10)
 	for k := range vs {

@@ -43,6 +43,11 @@ type Query struct {
 	User *features.User
 	// Exclude, when set, drops items (typically the user's seen-set).
 	Exclude func(item string) bool
+	// ExcludeSet, when set, holds the same items as Exclude, resolved by
+	// the answering model's ItemSet: the model then tests its own
+	// candidates by index instead of hashing their names. A set made by
+	// another model is ignored, so a stale one costs speed, not results.
+	ExcludeSet *ItemSet
 	// Category, when set, keeps only items in that category.
 	Category string
 	// TS is "now" in event time (Unix ms), for decay and cyclic time features.

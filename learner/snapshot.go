@@ -415,6 +415,19 @@ func (s *Snapshot) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 	return dst
 }
 
+// ItemSet resolves items (a user's seen-set) for Query.ExcludeSet against
+// the model that answers Recommend; nil when that model filters by name
+// only.
+func (s *Snapshot) ItemSet(items []string) *ItemSet {
+	switch {
+	case s.two != nil && s.two.MF != nil:
+		return s.two.MF.ItemSet(items)
+	case s.mf != nil:
+		return s.mf.ItemSet(items)
+	}
+	return nil
+}
+
 // Similar returns items similar to item by embedding cosine, else by
 // co-occurrence; an unknown item gives an empty list.
 func (s *Snapshot) Similar(item string, k int, dst []streamrec.Scored) []streamrec.Scored {

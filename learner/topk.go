@@ -96,21 +96,23 @@ func (t *boundedTop) sorted() []topEntry {
 // queryScratch is per-query working memory, pooled so concurrent queries neither
 // allocate nor share.
 type queryScratch struct {
-	top   boundedTop
-	acc   []float32 // dense accumulator by item index
-	touch []int32   // indexes with acc != 0
-	mark  []bool    // candidate set membership by item index
-	cand  []int32
-	vec   []float32
-	idxs  []int32
-	vals  []float64
-	names []string
-	sig   []float64
-	fused []float64
-	aff   []float32 // item-kNN affinity by item index (affinities)
-	affTo []int32   // indexes with aff != 0
-	dots  []float32 // a block of MF scores (topServing16)
-	ranks []rankEntry
+	top     boundedTop
+	acc     []float32 // dense accumulator by item index
+	touch   []int32   // indexes with acc != 0
+	mark    []bool    // candidate set membership by item index
+	cand    []int32
+	vec     []float32
+	idxs    []int32
+	vals    []float64
+	names   []string
+	sig     []float64
+	fused   []float64
+	aff     []float32 // item-kNN affinity by item index (affinities)
+	affTo   []int32   // indexes with aff != 0
+	dots    []float32 // a block of MF scores (topServing16)
+	excl    []bool    // excluded by item index (filterFor), all false between queries
+	exclSet *ItemSet  // the set marked in excl
+	ranks   []rankEntry
 }
 
 var queryScratchPool = sync.Pool{New: func() any { return new(queryScratch) }}

@@ -278,7 +278,9 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 	// Stage 1: candidates.
 	s.top.reset(t.cfg.MFCandidates)
 	hasVec := mf.queryVector(s, q, t.cfg.Recent)
-	mf.topInto(s, hasVec, q.Exclude, q.Category)
+	ex := mf.filterFor(s, q)
+	defer s.releaseFilter()
+	mf.topInto(s, hasVec, &ex, q.Category)
 	for _, c := range s.top.h {
 		add(c.idx)
 	}
@@ -312,7 +314,7 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 		lists := t.categoryLists()
 		t.categoryProfile(cs, q, lists)
 		if len(cs.prof) > 0 && t.cfg.CategoryCandidates > 0 {
-			t.addCategoryCandidates(cs.prof, q, lists, add)
+			t.addCategoryCandidates(cs.prof, q, &ex, lists, add)
 		}
 	}
 	for _, i := range s.cand {
@@ -345,7 +347,7 @@ func (t *TwoStage) Recommend(q *Query, k int, dst []streamrec.Scored) []streamre
 // quota proportional to its share (at least one item per listed category),
 // so that the session's category is among the candidates even when MF and
 // co-occurrence surface only the globally popular items.
-func (t *TwoStage) addCategoryCandidates(prof []catShare, q *Query, lists *catPopular, add func(int32)) {
+func (t *TwoStage) addCategoryCandidates(prof []catShare, q *Query, ex *itemFilter, lists *catPopular, add func(int32)) {
 	filter := int32(-1)
 	if q.Category != "" {
 		c, ok := t.MF.cat.category(q.Category)
@@ -373,7 +375,7 @@ func (t *TwoStage) addCategoryCandidates(prof []catShare, q *Query, lists *catPo
 			if filter >= 0 && !t.MF.cat.in(i, filter) {
 				continue
 			}
-			if q.Exclude != nil && q.Exclude(t.MF.items.names[i]) {
+			if ex.excluded(t.MF, i) {
 				continue
 			}
 			add(i)

@@ -271,6 +271,7 @@ func (s *Server) handleRecommendations(w http.ResponseWriter, r *http.Request) i
 				st.q = learner.Query{User: u, Category: category, TS: ts}
 				if excludeSeen && view.exclude != nil {
 					st.q.Exclude = view.exclude
+					st.q.ExcludeSet = view.excludeSet(model, version)
 				}
 				items = model.Recommend(&st.q, n, st.scored[:0])
 				if s.cache != nil {

@@ -82,6 +82,7 @@ func (s *Server) renew(r *renewal) time.Duration {
 	q := learner.Query{User: &r.view.user, Category: r.key.category, TS: s.now().UnixMilli()}
 	if r.key.exclude && r.view.exclude != nil {
 		q.Exclude = r.view.exclude
+		q.ExcludeSet = r.view.excludeSet(cur.model, cur.info.Version)
 	}
 	items := cur.model.Recommend(&q, r.key.n, nil)
 	s.cache.put(&r.key, s.now().UnixNano(), cur.info.Version, items)

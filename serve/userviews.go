@@ -3,8 +3,10 @@ package serve
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	"github.com/streamrec/streamrec/features"
+	"github.com/streamrec/streamrec/learner"
 )
 
 // userView is one user's features and seen-set as of a store Stamp. It is
@@ -15,6 +17,23 @@ type userView struct {
 	known   bool
 	seen    map[string]struct{}
 	exclude func(item string) bool // bound to seen once: requests allocate no closure
+
+	// resolved is seen as the serving model's item set (Query.ExcludeSet),
+	// made by the first request after a swap that needs it. It is the one
+	// part of a view that changes; a race only builds it twice.
+	resolved atomic.Pointer[resolvedSet]
+}
+
+// resolvedSet is a seen-set resolved by the model of one version.
+type resolvedSet struct {
+	version int64
+	set     *learner.ItemSet
+}
+
+// itemSetter is met by a Model that filters by index (*learner.Snapshot):
+// it resolves a seen-set to its own item indexes.
+type itemSetter interface {
+	ItemSet(items []string) *learner.ItemSet
 }
 
 func newUserView(id string, st features.UserState) *userView {
@@ -35,6 +54,30 @@ func newUserView(id string, st features.UserState) *userView {
 func (v *userView) isSeen(item string) bool {
 	_, ok := v.seen[item]
 	return ok
+}
+
+// excludeSet is the seen-set as model (of version) resolves it, nil when
+// there is nothing to exclude or the model filters by name only. The set
+// is kept for the next requests with the same model; it refers to the
+// model's index by a tag, so it does not keep a replaced model in memory.
+func (v *userView) excludeSet(model Model, version int64) *learner.ItemSet {
+	if len(v.seen) == 0 {
+		return nil
+	}
+	if r := v.resolved.Load(); r != nil && r.version == version {
+		return r.set
+	}
+	is, ok := model.(itemSetter)
+	if !ok {
+		return nil
+	}
+	items := make([]string, 0, len(v.seen))
+	for it := range v.seen {
+		items = append(items, it)
+	}
+	r := &resolvedSet{version: version, set: is.ItemSet(items)}
+	v.resolved.Store(r)
+	return r.set
 }
 
 // cost is what a view counts against the cache's budget: its seen-set and

@@ -17,6 +17,7 @@ import (
 	"github.com/streamrec/streamrec"
 	"github.com/streamrec/streamrec/features"
 	"github.com/streamrec/streamrec/features/redistest"
+	"github.com/streamrec/streamrec/learner"
 )
 
 // TestUserViewsFollowTheStore: with both real feature stores, a repeated
@@ -158,5 +159,41 @@ func TestUserViewsBudget(t *testing.T) {
 	c.put("big", newUserView("big", seen(50)))
 	if c.get("big") != nil {
 		t.Error("a view bigger than a shard's share was kept")
+	}
+}
+
+// setterModel is a fake model that resolves item sets with a real MF index
+// and counts how often it is asked to.
+type setterModel struct {
+	*fakeModel
+	mf    *learner.MF
+	calls int
+}
+
+func (m *setterModel) ItemSet(items []string) *learner.ItemSet {
+	m.calls++
+	return m.mf.ItemSet(items)
+}
+
+// TestUserViewResolvesSeenOncePerModel: a view resolves its seen-set with
+// the first model that asks and keeps it for that model's version; a swap
+// resolves again; a model without index filtering and a user with nothing
+// seen get no set.
+func TestUserViewResolvesSeenOncePerModel(t *testing.T) {
+	v := newUserView("u", features.UserState{Known: true, User: features.User{ID: "u"}, Seen: []string{"a", "b"}})
+	m := &setterModel{fakeModel: newFakeModel(1, 5), mf: learner.NewMF(learner.DefaultConfig().MF, 1)}
+	first := v.excludeSet(m, 1)
+	if first == nil || v.excludeSet(m, 1) != first || m.calls != 1 {
+		t.Fatalf("version 1: set %p, %d resolutions; want one kept set", first, m.calls)
+	}
+	if second := v.excludeSet(m, 2); second == nil || second == first || m.calls != 2 {
+		t.Fatalf("version 2: set %p (first %p), %d resolutions; want a new set", second, first, m.calls)
+	}
+	if got := v.excludeSet(newFakeModel(3, 5), 3); got != nil {
+		t.Fatalf("a model without ItemSet got a set: %v", got)
+	}
+	empty := newUserView("w", features.UserState{Known: true, User: features.User{ID: "w"}})
+	if got := empty.excludeSet(m, 2); got != nil || m.calls != 2 {
+		t.Fatalf("nothing seen: set %v after %d resolutions", got, m.calls)
 	}
 }
