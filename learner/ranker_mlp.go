@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/floats"
 )
 
@@ -76,16 +78,25 @@ func (m *rkMLP) newScratch() rkMLPScratch {
 }
 
 // forward computes the output from s.acts[0] and returns it (aliasing s).
+// Each layer is one matrix-vector product (out = W·in + b): gonum's kernel
+// reads the input once for four rows, about twice as fast on these 16–38
+// wide layers as a dot product per row (the ranker's full pass is most of
+// a served request).
 func (m *rkMLP) forward(s *rkMLPScratch) []float64 {
 	for l := range m.layers {
 		ly := &m.layers[l]
 		in, out := s.acts[l], s.acts[l+1]
-		for o := 0; o < ly.out; o++ {
-			v := ly.b[o] + floats.Dot(ly.w[o*ly.in:(o+1)*ly.in], in)
-			if ly.relu && v < 0 {
-				v = 0
+		copy(out, ly.b)
+		blas64.Gemv(blas.NoTrans, 1,
+			blas64.General{Rows: ly.out, Cols: ly.in, Stride: ly.in, Data: ly.w},
+			blas64.Vector{N: ly.in, Inc: 1, Data: in[:ly.in]},
+			1, blas64.Vector{N: ly.out, Inc: 1, Data: out[:ly.out]})
+		if ly.relu {
+			for o, v := range out[:ly.out] {
+				if v < 0 {
+					out[o] = 0
+				}
 			}
-			out[o] = v
 		}
 	}
 	return s.acts[len(m.layers)]
