@@ -143,11 +143,23 @@ func BenchmarkServeLoad(b *testing.B) {
 	// Redis database, which the servers do not serve from: the same work for
 	// the publisher and Redis, no swap in the servers. A control, to tell
 	// the cost of publishing (on these shared cores) from that of swapping.
-	churnSnaps := snaps
+	churnDB := 0
 	if os.Getenv("SERVE_LOAD_CHURN_ELSEWHERE") == "1" {
-		churnSnaps = learner.NewRedisSnapshots(rs.Client(b, func(o *redis.Options) *redis.Options { o.DB = 1; return o }), 5, zerolog.Nop())
+		churnDB = 1
 	}
 	inproc := os.Getenv("SERVE_LOAD_INPROC") == "1"
+	var churnSnaps interface {
+		Publish(ctx context.Context, info learner.SnapshotInfo, blob []byte) error
+	}
+	switch {
+	case churn == 0:
+	case inproc || os.Getenv("SERVE_LOAD_PUBLISH_INPROC") == "1":
+		churnSnaps = learner.NewRedisSnapshots(rs.Client(b, func(o *redis.Options) *redis.Options { o.DB = churnDB; return o }), 5, zerolog.Nop())
+		b.Logf("churn: published from the benchmark's process")
+	default:
+		churnSnaps = startPublisherChild(b, rs.Addr(), churnDB, blobs[1:], infos[1:])
+		b.Logf("churn: published from a process of its own")
+	}
 	// The cache-off server keeps version 1: churn is measured on the default
 	// one. So does the in-process server when the targets are processes.
 	fixed := learner.NewMemorySnapshots(1)
@@ -295,11 +307,12 @@ func BenchmarkServeLoad(b *testing.B) {
 		if name == "serve" {
 			cfg.Observe = tl.observe
 		}
+		cpu0 := readMachineCPU()
 		res, err := loadgen.Run(ctx, cfg, url)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("%-16s @2000/s open loop: %s", name, res)
+		b.Logf("%-16s @2000/s open loop: %s; %s", name, res, readMachineCPU().since(cpu0))
 		if name == "serve" {
 			tl.report(b)
 		}
@@ -612,6 +625,49 @@ func runWrk(b *testing.B, name, base string, paths []string, d time.Duration, se
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
+}
+
+// machineCPU is the machine's CPU time from /proc/stat's "cpu" line, in
+// clock ticks: all of it, idle (with I/O wait) and stolen by the hypervisor.
+type machineCPU struct{ total, idle, steal int64 }
+
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}
+	}
+	var c machineCPU
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseInt(s, 10, 64)
+		if i >= 8 {
+			break // guest time is already in user time
+		}
+		c.total += v
+		switch i {
+		case 3, 4: // idle, iowait
+			c.idle += v
+		case 7:
+			c.steal += v
+		}
+	}
+	return c
+}
+
+// since describes the machine's CPU use between two readings: how busy
+// its cores were and how much time the hypervisor gave to other guests,
+// so that a slow round on a shared machine can be told from a slow server.
+func (c machineCPU) since(before machineCPU) string {
+	total := c.total - before.total
+	if total <= 0 {
+		return "machine CPU unknown"
+	}
+	pct := func(v int64) float64 { return 100 * float64(v) / float64(total) }
+	return fmt.Sprintf("machine CPU busy %.0f%%, stolen %.1f%%", pct(total-(c.idle-before.idle)), pct(c.steal-before.steal))
 }
 
 func loadAvg() string {

@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(trivialChildEnv); path != "" {
 		os.Exit(runTrivialChild(path))
 	}
+	if dir := os.Getenv(publisherChildEnv); dir != "" {
+		os.Exit(runPublisherChild(dir))
+	}
 	os.Exit(m.Run())
 }
 
