@@ -45,9 +45,6 @@ func (f *itemFilter) excluded(m *MF, i int32) bool {
 	return f.byName != nil && f.byName(m.items.names[i])
 }
 
-// active reports whether the filter drops anything at all.
-func (f *itemFilter) active() bool { return f.byIdx != nil || f.byName != nil }
-
 // filterFor sets up q's exclusion for a scan of m's items in s: a query
 // carrying m's own set marks its indexes in s.excl (release clears them).
 func (m *MF) filterFor(s *queryScratch, q *Query) itemFilter {
