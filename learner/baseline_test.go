@@ -2,6 +2,7 @@ package learner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -350,4 +351,98 @@ func TestModelsRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestItemKNNEncodedNeighbourLists: the neighbour lists a snapshot carries
+// (encoding 2) are exactly those a server computes from the rows of an
+// encoding-1 snapshot, and a list that is too long, out of order, names
+// itself or an unknown item, or is cut short is a corrupt blob.
+func TestItemKNNEncodedNeighbourLists(t *testing.T) {
+	cfg := KNNConfig{Window: 5, Neighbours: 4, Shrink: 1}
+	r := rand.New(rand.NewPCG(3, 4))
+	m := NewItemKNN(cfg)
+	recent := map[string][]string{}
+	for range 2000 {
+		u, it := "u"+string(rune('a'+r.IntN(20))), "i"+string(rune('a'+r.IntN(40)))
+		m.Learn(ex(streamrec.Implicit, u, it, 0, 0, slices.Clone(recent[u])))
+		recent[u] = append([]string{it}, recent[u][:min(len(recent[u]), 9)]...)
+	}
+	v2, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := m.marshal(1)
+	carried, computed := NewItemKNN(cfg), NewItemKNN(cfg)
+	if err := carried.UnmarshalBinary(v2); err != nil {
+		t.Fatal(err)
+	}
+	if err := computed.UnmarshalBinary(v1); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(carried.nbrStart, computed.nbrStart) || !slices.Equal(carried.nbr, computed.nbr) || !slices.Equal(carried.rowSim, computed.rowSim) {
+		t.Fatal("the carried neighbour lists differ from the computed ones")
+	}
+	if again, _ := computed.MarshalBinary(); !bytes.Equal(again, v2) {
+		t.Fatal("a model decoded from encoding 1 re-encodes to other bytes")
+	}
+	// The lists follow the rows: v2 is v1 (its version byte aside) plus them.
+	lists := len(v1)
+	if !bytes.Equal(v2[:lists][len("itemknn")+5:], v1[len("itemknn")+5:]) {
+		t.Fatal("encoding 2 does not start with encoding 1's rows")
+	}
+	// The first item with two neighbours or more: its list's offset.
+	off, found := lists, false
+	for range m.items.len() {
+		cnt := int(binary.LittleEndian.Uint32(v2[off:]))
+		if cnt >= 2 {
+			found = true
+			break
+		}
+		off += 4 + 8*cnt
+	}
+	if !found {
+		t.Fatal("no item with two neighbours")
+	}
+	tests := []struct {
+		name string
+		edit func(b []byte) []byte
+	}{
+		{"too long", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], uint32(cfg.Neighbours+1)); return b }},
+		{"unknown item", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off+4:], uint32(m.items.len())); return b }},
+		{"out of order", func(b []byte) []byte {
+			first := slices.Clone(b[off+4 : off+12])
+			copy(b[off+4:off+12], b[off+12:off+20])
+			copy(b[off+12:off+20], first)
+			return b
+		}},
+		{"NaN score", func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[off+8:], math.Float32bits(float32(math.NaN())))
+			return b
+		}},
+		{"cut short", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"unknown encoding", func(b []byte) []byte { b[len("itemknn")+4] = itemKNNEncoding + 1; return b }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := NewItemKNN(cfg).UnmarshalBinary(tc.edit(slices.Clone(v2))); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	// An item listed as its own neighbour: item i's list naming i.
+	t.Run("itself", func(t *testing.T) {
+		b := slices.Clone(v2)
+		o := lists
+		for i := range m.items.len() {
+			cnt := int(binary.LittleEndian.Uint32(b[o:]))
+			if cnt > 0 {
+				binary.LittleEndian.PutUint32(b[o+4:], uint32(i))
+				break
+			}
+			o += 4 + 8*cnt
+		}
+		if err := NewItemKNN(cfg).UnmarshalBinary(b); err == nil {
+			t.Fatal("accepted")
+		}
+	})
 }

@@ -189,6 +189,23 @@ func (d *rbuf) header(name string, version uint8) error {
 	return nil
 }
 
+// headerUpTo reads a section header of any version from 1 to latest and
+// returns the version.
+func (d *rbuf) headerUpTo(name string, latest uint8) (uint8, error) {
+	got := d.str()
+	v := d.u8()
+	if d.err != nil {
+		return 0, d.err
+	}
+	if got != name {
+		return 0, fmt.Errorf("section is %q, want %q", got, name)
+	}
+	if v < 1 || v > latest {
+		return 0, fmt.Errorf("%s: encoding version %d, want 1 to %d", name, v, latest)
+	}
+	return v, nil
+}
+
 func (d *rbuf) done(what string) error {
 	if d.err != nil {
 		return fmt.Errorf("%s: %w", what, d.err)

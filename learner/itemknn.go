@@ -204,11 +204,22 @@ func (m *ItemKNN) prepare() {
 	if !m.frozen() {
 		m.freeze()
 	}
-	if m.nbrStart != nil {
+	if m.rowSim != nil {
 		return
 	}
 	n := m.items.len()
 	m.rowSim = make([]float32, len(m.rowIdx))
+	if m.nbrStart != nil {
+		// The snapshot carried the neighbour lists: only the similarities
+		// remain to compute.
+		for i := range n {
+			yieldAt(i)
+			for x := m.rowStart[i]; x < m.rowStart[i+1]; x++ {
+				m.rowSim[x] = m.sim(int32(i), m.rowIdx[x], m.rowCo[x])
+			}
+		}
+		return
+	}
 	m.nbrStart = make([]int32, n+1)
 	m.nbr = make([]topEntry, 0, min(len(m.rowIdx), n*max(m.cfg.Neighbours, 0)))
 	var keys []uint64
@@ -226,6 +237,84 @@ func (m *ItemKNN) prepare() {
 		m.nbr = appendBest(m.nbr, keys, m.cfg.Neighbours)
 	}
 	m.nbrStart[n] = int32(len(m.nbr))
+}
+
+// appendNeighbourLists encodes every item's neighbour list, best first:
+// the prepared ones, else computed from the rows or maps as prepare would.
+// It leaves the model as it was: the learner encodes while it learns.
+func (m *ItemKNN) appendNeighbourLists(e *wbuf) {
+	n := m.items.len()
+	var keys []uint64
+	var best []topEntry
+	for i := range n {
+		switch {
+		case m.nbrStart != nil:
+			best = m.nbr[m.nbrStart[i]:m.nbrStart[i+1]]
+		case m.frozen():
+			keys = keys[:0]
+			for x := m.rowStart[i]; x < m.rowStart[i+1]; x++ {
+				keys = append(keys, bestFirstKey(m.sim(int32(i), m.rowIdx[x], m.rowCo[x]), m.rowIdx[x]))
+			}
+			best = appendBest(best[:0], keys, m.cfg.Neighbours)
+		default:
+			keys = keys[:0]
+			if i < len(m.co) {
+				for j, c := range m.co[i] {
+					if c > 0 { // as freeze and a decode leave them out
+						keys = append(keys, bestFirstKey(m.sim(int32(i), j, c), j))
+					}
+				}
+			}
+			best = appendBest(best[:0], keys, m.cfg.Neighbours)
+		}
+		e.u32(uint32(len(best)))
+		for _, c := range best {
+			e.u32(uint32(c.idx))
+			e.u32(math.Float32bits(c.score))
+		}
+	}
+}
+
+// decodeNeighbourLists reads what appendNeighbourLists wrote, checking
+// that every list is short enough, names other known items and is in
+// best-first order, so that a server skips the selection over every row.
+func (m *ItemKNN) decodeNeighbourLists(d *rbuf) {
+	n := m.items.len()
+	m.nbrStart = make([]int32, n+1)
+	entries := 0
+	if d.err == nil {
+		entries = (len(d.b) - d.off) / 8 // at most this many remain
+	}
+	m.nbr = make([]topEntry, 0, min(entries, n*max(m.cfg.Neighbours, 0)))
+	for i := 0; i < n && d.err == nil; i++ {
+		yieldAt(i)
+		m.nbrStart[i] = int32(len(m.nbr))
+		cnt := d.u32()
+		if cnt > uint32(max(m.cfg.Neighbours, 0)) {
+			d.fail("itemknn neighbour list length")
+			break
+		}
+		if !d.need(uint64(cnt)*8, "itemknn neighbour list") {
+			break
+		}
+		var prev uint64
+		for x := range int(cnt) {
+			j := binary.LittleEndian.Uint32(d.b[d.off:])
+			s := math.Float32frombits(binary.LittleEndian.Uint32(d.b[d.off+4:]))
+			d.off += 8
+			key := bestFirstKey(s, int32(j))
+			if j >= uint32(n) || int(j) == i || math.IsNaN(float64(s)) || (x > 0 && key <= prev) {
+				d.fail("itemknn neighbour")
+				break
+			}
+			prev = key
+			m.nbr = append(m.nbr, topEntry{score: s, idx: int32(j)})
+		}
+	}
+	m.nbrStart[n] = int32(len(m.nbr))
+	if d.err != nil {
+		m.nbrStart, m.nbr = nil, nil
+	}
 }
 
 // freeze moves the maps into sorted rows. Pairs with a count <= 0 are left
@@ -413,8 +502,18 @@ func (m *ItemKNN) Similar(item string, k int, dst []streamrec.Scored) []streamre
 // MarshalBinary implements encoding.BinaryMarshaler (keys sorted, so equal
 // models give equal bytes).
 func (m *ItemKNN) MarshalBinary() ([]byte, error) {
+	return m.marshal(itemKNNEncoding), nil
+}
+
+// itemKNNEncoding is the latest encoding: version 2 adds each item's
+// neighbour list after the rows, so that servers do not select them from
+// every row on each swap (more than half a decode's CPU time). Version 1
+// snapshots still decode, and their lists are computed.
+const itemKNNEncoding = 2
+
+func (m *ItemKNN) marshal(version uint8) []byte {
 	var e wbuf
-	e.header("itemknn", 1)
+	e.header("itemknn", version)
 	m.items.encode(&e)
 	m.cat.encode(&e)
 	e.f32s(m.count)
@@ -427,28 +526,36 @@ func (m *ItemKNN) MarshalBinary() ([]byte, error) {
 				e.u32(math.Float32bits(m.rowCo[x]))
 			}
 		}
-		return e.b, nil
-	}
-	keys := []int32{}
-	for _, row := range m.co {
-		keys = keys[:0]
-		for j := range row {
-			keys = append(keys, j)
+	} else {
+		keys := []int32{}
+		for i := range m.items.len() {
+			var row map[int32]float32
+			if i < len(m.co) {
+				row = m.co[i]
+			}
+			keys = keys[:0]
+			for j := range row {
+				keys = append(keys, j)
+			}
+			slices.Sort(keys)
+			e.u32(uint32(len(keys)))
+			for _, j := range keys {
+				e.u32(uint32(j))
+				e.u32(math.Float32bits(row[j]))
+			}
 		}
-		slices.Sort(keys)
-		e.u32(uint32(len(keys)))
-		for _, j := range keys {
-			e.u32(uint32(j))
-			e.u32(math.Float32bits(row[j]))
-		}
 	}
-	return e.b, nil
+	if version >= 2 {
+		m.appendNeighbourLists(&e)
+	}
+	return e.b
 }
 
 // UnmarshalBinary implements encoding.BinaryUnmarshaler.
 func (m *ItemKNN) UnmarshalBinary(b []byte) error {
 	d := rbuf{b: b}
-	if err := d.header("itemknn", 1); err != nil {
+	version, err := d.headerUpTo("itemknn", itemKNNEncoding)
+	if err != nil {
 		return err
 	}
 	m.items.decode(&d)
@@ -495,7 +602,11 @@ func (m *ItemKNN) UnmarshalBinary(b []byte) error {
 	m.cat.grow(n)
 	m.rowSim, m.nbrStart, m.nbr = nil, nil, nil
 	m.link = itemLink{}
+	if version >= 2 {
+		m.decodeNeighbourLists(&d)
+	}
 	if err := d.done("itemknn"); err != nil {
+		m.nbrStart, m.nbr = nil, nil
 		return err
 	}
 	m.prepare()
