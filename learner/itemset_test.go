@@ -105,3 +105,46 @@ func TestExcludeSetMatchesExclude(t *testing.T) {
 		t.Fatalf("set without Exclude: %v, want %v", got, want)
 	}
 }
+
+// TestRankerLinkedCandidates: a prepared two-stage snapshot scores its
+// candidates through the ranker's link to MF's item table, with exactly the
+// answers of scoring them by name; a ranker that learns drops the link.
+func TestRankerLinkedCandidates(t *testing.T) {
+	_, blob, _ := trainedSnapshot(t)
+	s, err := DecodeSnapshot(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, ok := s.two.Ranker.(rankerStage)
+	if !ok {
+		t.Fatal("the two-stage snapshot has no ranker")
+	}
+	r := stage.Ranker
+	if !r.link.linkedTo(s.two.MF.items.names) {
+		t.Fatal("the prepared ranker is not linked to MF's items")
+	}
+	ts := int64(1 << 41)
+	var queries []Query
+	for u := range 30 {
+		queries = append(queries, Query{User: &features.User{ID: strconv.Itoa(u)}, TS: ts})
+	}
+	queries = append(queries, Query{User: &features.User{ID: "nobody", Recent: []string{s.items[0].ID, s.items[1].ID}}, TS: ts})
+	linked := make([][]streamrec.Scored, len(queries))
+	for i := range queries {
+		linked[i] = s.Recommend(&queries[i], 20, nil)
+	}
+	link := r.link
+	r.link = rkLink{}
+	for i := range queries {
+		if got := s.Recommend(&queries[i], 20, nil); !slices.Equal(got, linked[i]) {
+			t.Fatalf("query %d: by name\n%v\nlinked\n%v", i, got, linked[i])
+		}
+	}
+	r.link = link
+	ex := &Example{Event: &streamrec.Event{User: "1", Item: s.items[0].ID, Kind: streamrec.Implicit, TS: ts},
+		User: &features.User{ID: "1"}, Item: &features.Item{ID: s.items[0].ID}, Global: &features.Global{}}
+	r.Learn(ex)
+	if r.link.rows != nil {
+		t.Fatal("a ranker that learnt kept its link")
+	}
+}

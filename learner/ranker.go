@@ -231,6 +231,32 @@ type Ranker struct {
 
 	rng *rand.PCG
 	sc  *Scorer // scratch for Predict/Learn/ScoreItems
+
+	// link maps the two-stage model's item table (MF's) to the item rows,
+	// built once when a snapshot is prepared (linkItems): the candidates
+	// then cost no string hash each. Learn drops it.
+	link rkLink
+}
+
+// rkLink maps another item table's indexes to the ranker's item rows.
+type rkLink struct {
+	names []string // the table it was built for (identity-checked)
+	rows  []int32  // -1: an item the ranker does not know
+}
+
+// linkItems links names (MF's item table) to the ranker's item rows.
+func (r *Ranker) linkItems(names []string) {
+	rows := make([]int32, len(names))
+	for i, n := range names {
+		rows[i] = r.items.lookup(n)
+	}
+	r.link = rkLink{names: names, rows: rows}
+}
+
+// linkedTo reports whether the link was built for this very table (same
+// backing array and length).
+func (l *rkLink) linkedTo(names []string) bool {
+	return len(names) > 0 && len(l.rows) == len(names) && &l.names[0] == &names[0]
 }
 
 var _ Model = (*Ranker)(nil)
@@ -321,6 +347,9 @@ func (r *Ranker) Learn(ex *Example) {
 	ev := ex.Event
 	if ev.Kind == streamrec.Explicit && (math.IsNaN(ev.Value) || math.IsInf(ev.Value, 0)) {
 		return
+	}
+	if r.link.rows != nil {
+		r.link = rkLink{} // new items would be missing from it
 	}
 	ui := r.userIndex(ev.User)
 	ii := r.itemIndex(ev.Item)

@@ -630,11 +630,38 @@ func (sc *Scorer) backward(head int, delta float64) {
 
 // ScoreItems is Ranker.ScoreItems on this scorer's buffers.
 func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []float64) []float64 {
-	r := sc.r
-	if cap(dst) < len(items) {
-		dst = make([]float64, len(items))
+	sc.rows = rkGrowInt32(sc.rows, len(items))
+	for k, id := range items {
+		sc.rows[k] = sc.r.items.lookup(id)
 	}
-	dst = dst[:len(items)]
+	return sc.scoreRows(u, sc.rows, ts, dst)
+}
+
+// ScoreCandidates scores the items names[c] for c in cand, like
+// ScoreItems: a two-stage model's candidates, as indexes into its item
+// table, which a prepared snapshot's ranker has linked to its rows.
+func (sc *Scorer) ScoreCandidates(u *features.User, names []string, cand []int32, ts int64, dst []float64) []float64 {
+	r := sc.r
+	sc.rows = rkGrowInt32(sc.rows, len(cand))
+	if r.link.linkedTo(names) {
+		for k, c := range cand {
+			sc.rows[k] = r.link.rows[c]
+		}
+	} else {
+		for k, c := range cand {
+			sc.rows[k] = r.items.lookup(names[c])
+		}
+	}
+	return sc.scoreRows(u, sc.rows, ts, dst)
+}
+
+// scoreRows scores the item rows (-1: unknown item); rows is sc.rows.
+func (sc *Scorer) scoreRows(u *features.User, rows []int32, ts int64, dst []float64) []float64 {
+	r := sc.r
+	if cap(dst) < len(rows) {
+		dst = make([]float64, len(rows))
+	}
+	dst = dst[:len(rows)]
 	ui := int32(-1)
 	if u != nil {
 		ui = r.users.lookup(u.ID)
@@ -657,25 +684,23 @@ func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []f
 		return sc.gm + sc.s[rkHeadExplicit]
 	}
 	top := r.cfg.RerankTop
-	if top <= 0 || top >= len(items) {
-		for k, id := range items {
-			dst[k] = full(k, r.items.lookup(id))
+	if top <= 0 || top >= len(rows) {
+		for k, ii := range rows {
+			dst[k] = full(k, ii)
 		}
 		return dst
 	}
 	// Cascade: a cheap first pass (biases and the MF term) over all
 	// candidates, the full network on the best RerankTop of them only.
-	sc.rows = rkGrowInt32(sc.rows, len(items))
-	sc.cheap = rkGrow(sc.cheap, len(items))
-	sc.order = rkGrowInt32(sc.order, len(items))
+	sc.cheap = rkGrow(sc.cheap, len(rows))
+	sc.order = rkGrowInt32(sc.order, len(rows))
 	b0 := r.bias0.row(0)[head]
 	pu := sc.zero
 	if ui >= 0 {
 		pu = r.userP.row(ui)
 		b0 += r.userB.row(ui)[head]
 	}
-	for k, id := range items {
-		ii := r.items.lookup(id)
+	for k, ii := range rows {
 		v := b0
 		if ii >= 0 {
 			q := r.itemQ.row(ii)
@@ -684,13 +709,13 @@ func (sc *Scorer) ScoreItems(u *features.User, items []string, ts int64, dst []f
 		if math.IsNaN(v) {
 			v = math.Inf(-1)
 		}
-		sc.rows[k], sc.cheap[k], sc.order[k] = ii, v, int32(k)
+		sc.cheap[k], sc.order[k] = v, int32(k)
 	}
 	cheap := sc.cheap
 	rkSelectTop(sc.order, cheap, top)
 	minFull := math.Inf(1)
 	for _, k := range sc.order[:top] {
-		dst[k] = full(int(k), sc.rows[k])
+		dst[k] = full(int(k), rows[k])
 		minFull = math.Min(minFull, dst[k])
 	}
 	// The rest keep their cheap order, strictly below every full score.

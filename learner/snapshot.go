@@ -362,6 +362,11 @@ func (s *Snapshot) index() {
 	if s.mf != nil && s.pop != nil {
 		s.pop.linkItems(s.mf.items.names)
 	}
+	if s.two != nil && s.two.MF != nil {
+		if r, ok := s.two.Ranker.(interface{ linkItems(names []string) }); ok {
+			r.linkItems(s.two.MF.items.names)
+		}
+	}
 	if s.two != nil {
 		s.two.categoryLists() // the per-category popular lists, off the request path
 	}

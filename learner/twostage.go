@@ -17,6 +17,12 @@ type ItemScorer interface {
 	ScoreItems(u *features.User, items []string, ts int64, dst []float64) []float64
 }
 
+// candidateScorer is met by an ItemScorer (the ranker's) that scores
+// candidates given as indexes into the two-stage model's item table.
+type candidateScorer interface {
+	ScoreCandidates(u *features.User, names []string, cand []int32, ts int64, dst []float64) []float64
+}
+
 // RankerModel is what the two-stage recommender needs of its ranking stage:
 // a Model that hands out per-goroutine scorers. nil means rank candidates by
 // the retrieval scores.
@@ -413,13 +419,17 @@ func (t *TwoStage) scoreCandidates(s *queryScratch, q *Query, hasVec bool, out [
 		}
 	}
 	if t.Ranker != nil {
-		names := s.names[:0]
-		for _, i := range s.cand {
-			names = append(names, mf.items.names[i])
-		}
-		s.names = names
 		sc := t.scorers.Get().(ItemScorer)
-		s.vals = sc.ScoreItems(q.User, names, q.TS, s.vals[:0])
+		if cs, ok := sc.(candidateScorer); ok {
+			s.vals = cs.ScoreCandidates(q.User, mf.items.names, s.cand, q.TS, s.vals[:0])
+		} else {
+			names := s.names[:0]
+			for _, i := range s.cand {
+				names = append(names, mf.items.names[i])
+			}
+			s.names = names
+			s.vals = sc.ScoreItems(q.User, names, q.TS, s.vals[:0])
+		}
 		t.scorers.Put(sc)
 		copy(sig, s.vals)
 		fuse(t.cfg.RankerWeight)
