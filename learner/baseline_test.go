@@ -353,11 +353,14 @@ func TestModelsRoundTrip(t *testing.T) {
 	}
 }
 
-// TestItemKNNEncodedNeighbourLists: the neighbour lists a snapshot carries
-// (encoding 2) are exactly those a server computes from the rows of an
-// encoding-1 snapshot, and a list that is too long, out of order, names
-// itself or an unknown item, or is cut short is a corrupt blob.
-func TestItemKNNEncodedNeighbourLists(t *testing.T) {
+// TestItemKNNEncodings: every encoding of the item-kNN section decodes to
+// the same serving model. The neighbour lists a snapshot carries (from
+// encoding 2) are exactly those a server computes from the rows of an
+// encoding-1 snapshot; the compact rows (encoding 3) are the fixed-width
+// ones. A list that is too long, out of order, names itself or an unknown
+// item, a row that points past the catalogue or has a zero count, a wrong
+// pair count, or a blob cut short is corrupt.
+func TestItemKNNEncodings(t *testing.T) {
 	cfg := KNNConfig{Window: 5, Neighbours: 4, Shrink: 1}
 	r := rand.New(rand.NewPCG(3, 4))
 	m := NewItemKNN(cfg)
@@ -367,33 +370,50 @@ func TestItemKNNEncodedNeighbourLists(t *testing.T) {
 		m.Learn(ex(streamrec.Implicit, u, it, 0, 0, slices.Clone(recent[u])))
 		recent[u] = append([]string{it}, recent[u][:min(len(recent[u]), 9)]...)
 	}
-	v2, err := m.MarshalBinary()
+	latest, err := m.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1 := m.marshal(1)
-	carried, computed := NewItemKNN(cfg), NewItemKNN(cfg)
-	if err := carried.UnmarshalBinary(v2); err != nil {
+	if latest[len("itemknn")+4] != itemKNNEncoding {
+		t.Fatalf("a learnt model (whole counts) encodes as %d, want %d", latest[len("itemknn")+4], itemKNNEncoding)
+	}
+	v1, v2 := m.marshal(1), m.marshal(2)
+	if len(latest) >= len(v2)/2 {
+		t.Errorf("compact rows: %d bytes, fixed-width %d", len(latest), len(v2))
+	}
+	var decoded []*ItemKNN
+	for _, b := range [][]byte{v1, v2, latest} {
+		d := NewItemKNN(cfg)
+		if err := d.UnmarshalBinary(b); err != nil {
+			t.Fatal(err)
+		}
+		decoded = append(decoded, d)
+	}
+	for v, d := range decoded[:2] {
+		l := decoded[2]
+		if !slices.Equal(d.rowStart, l.rowStart) || !slices.Equal(d.rowIdx, l.rowIdx) || !slices.Equal(d.rowCo, l.rowCo) ||
+			!slices.Equal(d.rowSim, l.rowSim) || !slices.Equal(d.nbrStart, l.nbrStart) || !slices.Equal(d.nbr, l.nbr) {
+			t.Fatalf("encoding %d decodes to another model than encoding %d", v+1, itemKNNEncoding)
+		}
+		if again, _ := d.MarshalBinary(); !bytes.Equal(again, latest) {
+			t.Fatalf("a model decoded from encoding %d re-encodes to other bytes", v+1)
+		}
+	}
+	// A count that is not a whole number keeps the fixed-width rows.
+	frac := NewItemKNN(cfg)
+	if err := frac.UnmarshalBinary(latest); err != nil {
 		t.Fatal(err)
 	}
-	if err := computed.UnmarshalBinary(v1); err != nil {
-		t.Fatal(err)
+	frac.rowCo[0] = 1.5
+	if b, _ := frac.MarshalBinary(); b[len("itemknn")+4] != 2 {
+		t.Fatalf("a fractional count encodes as %d, want 2", b[len("itemknn")+4])
 	}
-	if !slices.Equal(carried.nbrStart, computed.nbrStart) || !slices.Equal(carried.nbr, computed.nbr) || !slices.Equal(carried.rowSim, computed.rowSim) {
-		t.Fatal("the carried neighbour lists differ from the computed ones")
-	}
-	if again, _ := computed.MarshalBinary(); !bytes.Equal(again, v2) {
-		t.Fatal("a model decoded from encoding 1 re-encodes to other bytes")
-	}
-	// The lists follow the rows: v2 is v1 (its version byte aside) plus them.
-	lists := len(v1)
-	if !bytes.Equal(v2[:lists][len("itemknn")+5:], v1[len("itemknn")+5:]) {
-		t.Fatal("encoding 2 does not start with encoding 1's rows")
-	}
+	// The lists end the section: they start this far from its end.
+	lists := len(latest) - (len(v2) - len(v1))
 	// The first item with two neighbours or more: its list's offset.
 	off, found := lists, false
 	for range m.items.len() {
-		cnt := int(binary.LittleEndian.Uint32(v2[off:]))
+		cnt := int(binary.LittleEndian.Uint32(latest[off:]))
 		if cnt >= 2 {
 			found = true
 			break
@@ -403,13 +423,25 @@ func TestItemKNNEncodedNeighbourLists(t *testing.T) {
 	if !found {
 		t.Fatal("no item with two neighbours")
 	}
+	// The rows start after the header, the items, the categories and the
+	// counts: with the pair count, the first varint of encoding 3.
+	rows := len("itemknn") + 5
+	{
+		var e wbuf
+		m.items.encode(&e)
+		m.cat.encode(&e)
+		e.f32s(m.count)
+		rows += len(e.b)
+	}
+	total, k := binary.Uvarint(latest[rows:])
+	firstRow := rows + k
 	tests := []struct {
 		name string
 		edit func(b []byte) []byte
 	}{
-		{"too long", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], uint32(cfg.Neighbours+1)); return b }},
-		{"unknown item", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off+4:], uint32(m.items.len())); return b }},
-		{"out of order", func(b []byte) []byte {
+		{"list too long", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], uint32(cfg.Neighbours+1)); return b }},
+		{"list names an unknown item", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off+4:], uint32(m.items.len())); return b }},
+		{"list out of order", func(b []byte) []byte {
 			first := slices.Clone(b[off+4 : off+12])
 			copy(b[off+4:off+12], b[off+12:off+20])
 			copy(b[off+12:off+20], first)
@@ -419,19 +451,47 @@ func TestItemKNNEncodedNeighbourLists(t *testing.T) {
 			binary.LittleEndian.PutUint32(b[off+8:], math.Float32bits(float32(math.NaN())))
 			return b
 		}},
+		{"pair count too large", func(b []byte) []byte {
+			return append(append(slices.Clone(b[:rows]), binary.AppendUvarint(nil, total+1)...), b[firstRow:]...)
+		}},
+		{"pair count too small", func(b []byte) []byte {
+			return append(append(slices.Clone(b[:rows]), binary.AppendUvarint(nil, total-1)...), b[firstRow:]...)
+		}},
+		{"row past the catalogue", func(b []byte) []byte {
+			// The first row's first pair: a delta of n.
+			cnt, k1 := binary.Uvarint(b[firstRow:])
+			if cnt == 0 {
+				t.Skip("first row empty")
+			}
+			_, k2 := binary.Uvarint(b[firstRow+k1:])
+			out := slices.Clone(b[:firstRow+k1])
+			out = binary.AppendUvarint(out, uint64(m.items.len()))
+			return append(out, b[firstRow+k1+k2:]...)
+		}},
+		{"zero count", func(b []byte) []byte {
+			cnt, k1 := binary.Uvarint(b[firstRow:])
+			if cnt == 0 {
+				t.Skip("first row empty")
+			}
+			_, k2 := binary.Uvarint(b[firstRow+k1:])
+			_, k3 := binary.Uvarint(b[firstRow+k1+k2:])
+			out := slices.Clone(b[:firstRow+k1+k2])
+			out = binary.AppendUvarint(out, 0)
+			return append(out, b[firstRow+k1+k2+k3:]...)
+		}},
 		{"cut short", func(b []byte) []byte { return b[:len(b)-1] }},
 		{"unknown encoding", func(b []byte) []byte { b[len("itemknn")+4] = itemKNNEncoding + 1; return b }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := NewItemKNN(cfg).UnmarshalBinary(tc.edit(slices.Clone(v2))); err == nil {
+			if err := NewItemKNN(cfg).UnmarshalBinary(tc.edit(slices.Clone(latest))); err == nil {
 				t.Fatal("accepted")
 			}
 		})
 	}
 	// An item listed as its own neighbour: item i's list naming i.
-	t.Run("itself", func(t *testing.T) {
-		b := slices.Clone(v2)
+	t.Run("list names itself", func(t *testing.T) {
+		b := slices.Clone(latest)
 		o := lists
 		for i := range m.items.len() {
 			cnt := int(binary.LittleEndian.Uint32(b[o:]))

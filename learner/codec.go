@@ -98,6 +98,20 @@ func (d *rbuf) u64() uint64 {
 	return v
 }
 
+// uvarint reads an unsigned varint (encoding/binary's).
+func (d *rbuf) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(d.b[d.off:])
+	if k <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.off += k
+	return v
+}
+
 func (d *rbuf) i64() int64   { return int64(d.u64()) }
 func (d *rbuf) f64() float64 { return math.Float64frombits(d.u64()) }
 
