@@ -213,6 +213,10 @@ func startServeChild(b *testing.B, bin, name, redisAddr string, flags ...string)
 	}
 	args := append([]string{"serve", "--addr", addr, "--redis", redisAddr, "--log-level", level}, flags...)
 	cmd := exec.Command(bin, args...)
+	// SERVE_LOAD_SERVE_ENV adds variables to the serve processes' environment
+	// only (e.g. "GOMAXPROCS=4 GOGC=200"), to try runtime settings on the
+	// server without changing the load generator.
+	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("SERVE_LOAD_SERVE_ENV"))...)
 	p := startChild(b, name, cmd)
 	p.base = "http://" + addr
 	if admin != "" {
