@@ -264,31 +264,8 @@ func startChild(b *testing.B, name string, cmd *exec.Cmd) *childProc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-	})
+	b.Cleanup(func() { logf.Close() }) // after the child stops (cleanups run last first)
+	_, out := startPiped(b, cmd, logf)
 	p := &childProc{name: name, cmd: cmd, log: logPath, addr: make(chan string, 1)}
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -304,6 +281,38 @@ func startChild(b *testing.B, name string, cmd *exec.Cmd) *childProc {
 		}
 	}()
 	return p
+}
+
+// startPiped starts cmd with pipes to its standard input and output and
+// its standard error into stderr; at cleanup it closes the input, asks the
+// child to stop and kills it after 10 s.
+func startPiped(b *testing.B, cmd *exec.Cmd, stderr io.Writer) (io.WriteCloser, io.ReadCloser) {
+	b.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return stdin, out
 }
 
 func tail(path string) string {

@@ -127,29 +127,7 @@ func startPublisherChild(b *testing.B, redisAddr string, db int, blobs [][]byte,
 	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), publisherChildEnv+"="+dir, publisherRedisEnv+"="+redisAddr, publisherDBEnv+"="+strconv.Itoa(db))
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	in, out := startPiped(b, cmd, os.Stderr)
 	p := &publisherChild{in: in, out: bufio.NewScanner(out)}
 	if !p.out.Scan() || p.out.Text() != publisherReady {
 		b.Fatalf("publisher: did not start (%q, %v)", p.out.Text(), p.out.Err())
