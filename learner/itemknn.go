@@ -350,9 +350,6 @@ func (m *ItemKNN) decodeNeighbourLists(d *rbuf) {
 		}
 	}
 	m.nbrStart[n] = int32(len(m.nbr))
-	if d.err != nil {
-		m.nbrStart, m.nbr = nil, nil
-	}
 }
 
 // freeze moves the maps into sorted rows. Pairs with a count <= 0 are left
@@ -541,16 +538,47 @@ func (m *ItemKNN) Similar(item string, k int, dst []streamrec.Scored) []streamre
 // models give equal bytes).
 func (m *ItemKNN) MarshalBinary() ([]byte, error) {
 	version := uint8(itemKNNEncoding)
-	m.eachRow(func(_ int, _ []int32, co []float32) bool {
-		for _, c := range co {
+	if !m.countsCompact() {
+		version = 2
+	}
+	return m.marshal(version), nil
+}
+
+// countsCompact reports whether every pair's count fits encoding 3 (pairs
+// with a count <= 0 are not encoded).
+func (m *ItemKNN) countsCompact() bool {
+	if m.frozen() {
+		for _, c := range m.rowCo {
 			if !compactCount(c) {
-				version = 2
 				return false
 			}
 		}
 		return true
-	})
-	return m.marshal(version), nil
+	}
+	for _, row := range m.co {
+		for _, c := range row {
+			if c > 0 && !compactCount(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// pairs counts the pairs eachRow yields.
+func (m *ItemKNN) pairs() int {
+	if m.frozen() {
+		return len(m.rowIdx)
+	}
+	n := 0
+	for _, row := range m.co {
+		for _, c := range row {
+			if c > 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // The item-kNN section's encodings:
@@ -573,15 +601,13 @@ func compactCount(c float32) bool {
 }
 
 // eachRow calls fn with each item's row in index order (neighbour indexes
-// ascending, pairs with a count <= 0 left out as a decode leaves them out)
-// until fn returns false. The slices are only valid during the call.
-func (m *ItemKNN) eachRow(fn func(i int, idx []int32, co []float32) bool) {
+// ascending, pairs with a count <= 0 left out as a decode leaves them out).
+// The slices are only valid during the call.
+func (m *ItemKNN) eachRow(fn func(idx []int32, co []float32)) {
 	if m.frozen() {
 		for i := range m.items.len() {
 			lo, hi := m.rowStart[i], m.rowStart[i+1]
-			if !fn(i, m.rowIdx[lo:hi], m.rowCo[lo:hi]) {
-				return
-			}
+			fn(m.rowIdx[lo:hi], m.rowCo[lo:hi])
 		}
 		return
 	}
@@ -603,9 +629,7 @@ func (m *ItemKNN) eachRow(fn func(i int, idx []int32, co []float32) bool) {
 		for _, j := range keys {
 			cos = append(cos, row[j])
 		}
-		if !fn(i, keys, cos) {
-			return
-		}
+		fn(keys, cos)
 	}
 }
 
@@ -616,11 +640,9 @@ func (m *ItemKNN) marshal(version uint8) []byte {
 	m.cat.encode(&e)
 	e.f32s(m.count)
 	if version >= 3 {
-		total := 0
-		m.eachRow(func(_ int, idx []int32, _ []float32) bool { total += len(idx); return true })
-		e.b = binary.AppendUvarint(e.b, uint64(total))
+		e.b = binary.AppendUvarint(e.b, uint64(m.pairs()))
 	}
-	m.eachRow(func(_ int, idx []int32, co []float32) bool {
+	m.eachRow(func(idx []int32, co []float32) {
 		if version >= 3 {
 			e.b = binary.AppendUvarint(e.b, uint64(len(idx)))
 			prev := int32(-1)
@@ -629,14 +651,13 @@ func (m *ItemKNN) marshal(version uint8) []byte {
 				e.b = binary.AppendUvarint(e.b, uint64(co[x]))
 				prev = j
 			}
-			return true
+			return
 		}
 		e.u32(uint32(len(idx)))
 		for x, j := range idx {
 			e.u32(uint32(j))
 			e.u32(math.Float32bits(co[x]))
 		}
-		return true
 	})
 	if version >= 2 {
 		m.appendNeighbourLists(&e)
