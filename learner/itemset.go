@@ -33,8 +33,8 @@ func (s *ItemSet) Len() int { return len(s.idx) }
 // itemFilter is a query's exclusion as an MF scan applies it: by index
 // when the query carries a set of this model's, else by name.
 type itemFilter struct {
-	byIdx  []bool // nil unless the query's ExcludeSet is this model's
-	byName func(string) bool
+	byIdx  []bool            // set when the query's ExcludeSet is this model's
+	byName func(string) bool // otherwise
 }
 
 // excluded reports whether item i of m is filtered out.
@@ -61,7 +61,7 @@ func (m *MF) filterFor(s *queryScratch, q *Query) itemFilter {
 		s.excl[i] = true
 	}
 	s.exclSet = set
-	return itemFilter{byIdx: s.excl, byName: q.Exclude}
+	return itemFilter{byIdx: s.excl}
 }
 
 // releaseFilter clears the marks filterFor made, so the pooled scratch is
