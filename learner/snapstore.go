@@ -250,7 +250,10 @@ func (r *RedisSnapshots) trim(ctx context.Context, current int64) error {
 			if s == strconv.FormatInt(current, 10) {
 				continue
 			}
-			p.Del(ctx, redisModelPrefix+s)
+			// UNLINK frees the blob (tens of MB) in Redis's background
+			// thread: DEL would free it on the thread that serves every
+			// feature read.
+			p.Unlink(ctx, redisModelPrefix+s)
 			p.Del(ctx, redisModelInfo+s)
 			p.ZRem(ctx, redisModelVersions, s)
 		}
